@@ -1,0 +1,98 @@
+"""The model-file contract: what an xscreen model takes, returns and carries.
+
+Every model xscreen exports (``xscreen.export``) follows it, and the runtime reads nothing else:
+
+* **Input**: one tensor ``(N, H, W, 1)``: grey pixels 0..255 from
+  :func:`xscreen.runtime.decode_radiograph` (preprocessing :data:`PREPROCESSING_ID`), float32, or
+  uint8 for full-integer models. The MobileNetV2 scaling to [-1, 1] and the grey-to-RGB tiling are
+  inside the graph, so the runtime never normalises.
+* **Output**: one tensor ``(N, len(labels))`` of probabilities (softmax) in label order.
+* **Metadata**: a JSON object (:class:`ModelMetadata`) stored *inside* the model file: in a
+  ``.tflite`` as the flatbuffer metadata entry named :data:`METADATA_KEY`, in an ``.onnx`` as the
+  ``metadata_props`` entry of that name. A model without it still runs when the caller supplies
+  the labels; its input size is then read from the model's input shape.
+* **Screening flag**: ``needs review`` when ``1 - p(negative_label) >= threshold``, i.e. the
+  probability of anything abnormal reaches the operating point chosen on validation data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+
+from ._decode import PREPROCESSING_ID
+
+METADATA_KEY = "xscreen"
+SCHEMA_VERSION = 1
+
+
+class ModelContractError(ValueError):
+    """A model file that does not honour the contract; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a model file says about itself. ``None`` means unknown (third-party model)."""
+
+    labels: tuple[str, ...]
+    input_size: tuple[int, int]  # (height, width)
+    input_dtype: str = "float32"  # "float32" or "uint8"
+    preprocessing: str = PREPROCESSING_ID
+    negative_label: str | None = None  # the label that means "nothing to review"
+    threshold: float | None = None  # review when 1 - p(negative_label) >= threshold
+    format: str | None = None
+    model_version: str | None = None
+    source_sha256: str | None = None
+    exported_at: str | None = None
+    xscreen_version: str | None = None
+    data_summary: str | None = None
+    extra: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise ModelContractError(f"labels must be non-empty and unique, got {list(self.labels)}")
+        if len(self.input_size) != 2 or min(self.input_size) < 1:
+            raise ModelContractError(f"input_size must be (height, width), got {self.input_size}")
+        if self.input_dtype not in ("float32", "uint8"):
+            raise ModelContractError(f"input_dtype must be float32 or uint8, got {self.input_dtype}")
+        if self.negative_label is not None and self.negative_label not in self.labels:
+            raise ModelContractError(
+                f"negative_label {self.negative_label!r} is not one of the labels {list(self.labels)}"
+            )
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ModelContractError(f"threshold must lie in [0, 1], got {self.threshold}")
+
+    def to_json(self) -> str:
+        """Serialise for embedding in a model file."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelMetadata:
+        """Parse embedded metadata, ignoring keys a newer xscreen may have added."""
+        try:
+            raw = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelContractError(f"model metadata is not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict) or "labels" not in raw or "input_size" not in raw:
+            raise ModelContractError("model metadata lacks 'labels' or 'input_size'")
+        if int(raw.get("schema_version", 1)) > SCHEMA_VERSION:
+            raise ModelContractError(
+                f"model metadata schema {raw['schema_version']} is newer than this xscreen "
+                f"understands ({SCHEMA_VERSION}): pip install -U xscreen"
+            )
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        known["labels"] = tuple(known["labels"])
+        known["input_size"] = tuple(int(v) for v in known["input_size"])
+        return cls(**known)
+
+    def with_updates(self, **changes) -> ModelMetadata:
+        """A copy with some fields replaced (validated again)."""
+        return replace(self, **changes)
+
+    def needs_review(self, probabilities) -> bool | None:
+        """The screening flag for one probability vector, or None when the model defines none."""
+        if self.negative_label is None or self.threshold is None:
+            return None
+        abnormal = 1.0 - float(probabilities[self.labels.index(self.negative_label)])
+        return abnormal >= self.threshold

@@ -1,0 +1,189 @@
+"""Decoding chest radiographs into model input: the one place pixels are made.
+
+Training (``xscreen.export``) and screening (``xscreen.runtime``) both call
+:func:`decode_radiograph`, so a model sees exactly the same pixels in both.
+
+The preprocessing it implements is named by :data:`PREPROCESSING_ID`, which every exported
+model carries in its metadata; the runtime refuses a model that asks for another one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# Bump the suffix whenever anything below changes the pixels a model sees.
+PREPROCESSING_ID = "xscreen-grey-squash-bilinear-v1"
+
+# Larger images are refused before decoding: a 20k x 20k film does not exist, a crafted PNG does.
+MAX_PIXELS = 120_000_000
+
+# One interpolation, defined once: bilinear with Pillow's antialiasing support when shrinking.
+RESAMPLE = Image.Resampling.BILINEAR
+
+DICOM_EXTENSIONS = (".dcm", ".dicom")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg") + DICOM_EXTENSIONS
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_DICOM_MAGIC_OFFSET = 128
+_DICOM_MAGIC = b"DICM"
+
+
+class DecodeError(Exception):
+    """A file that cannot be turned into a radiograph; the message is the reason shown to the user."""
+
+
+def sniff_format(path: str | os.PathLike) -> str | None:
+    """Return ``"png"``, ``"jpeg"`` or ``"dicom"`` from a file's first bytes, or None."""
+    with open(path, "rb") as fh:
+        head = fh.read(_DICOM_MAGIC_OFFSET + len(_DICOM_MAGIC))
+    if head.startswith(_PNG_MAGIC):
+        return "png"
+    if head.startswith(_JPEG_MAGIC):
+        return "jpeg"
+    if head[_DICOM_MAGIC_OFFSET:] == _DICOM_MAGIC:
+        return "dicom"
+    return None
+
+
+def decode_radiograph(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode a PNG (8/16-bit), JPEG or DICOM file into a grey ``uint8`` array.
+
+    ``size`` is ``(height, width)``; when given, the image is squashed to it (no crop, the aspect
+    ratio is not kept, as in the training data) with :data:`RESAMPLE`. Raises :class:`DecodeError`
+    with a reason a user can act on.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise DecodeError("empty file (0 bytes)")
+        kind = sniff_format(path)
+    except OSError as exc:
+        raise DecodeError(f"cannot read file: {exc.strerror or exc}") from exc
+    if kind is None:
+        raise DecodeError("not a PNG, JPEG or DICOM file (unrecognised content)")
+    if kind == "dicom":
+        grey = _decode_dicom(path)
+        return grey if size is None else resize_grey(grey, size)
+    return _decode_pillow(path, size)
+
+
+def resize_grey(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Squash a grey uint8 array to ``(height, width)`` with the one interpolation xscreen uses."""
+    height, width = size
+    if grey.shape == (height, width):
+        return grey
+    return np.asarray(Image.fromarray(grey).resize((width, height), RESAMPLE))
+
+
+def _decode_pillow(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            # Our own MAX_PIXELS check below replaces Pillow's warning; Pillow still refuses >2x its limit.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                _check_dimensions(*im.size)
+                if size is not None and im.format == "JPEG":
+                    # Decoding at 1/2, 1/4 or 1/8 scale is the biggest saving at full resolution.
+                    im.draft("L", (size[1], size[0]))
+                im.load()
+                grey = _to_grey_uint8(im)
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"image too large to decode safely ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise DecodeError("corrupt image: Pillow cannot identify it") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DecodeError(f"corrupt or truncated image: {exc}") from exc
+    return grey if size is None else resize_grey(grey, size)
+
+
+def _check_dimensions(width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise DecodeError(f"image has no pixels ({width}x{height})")
+    if width * height > MAX_PIXELS:
+        raise DecodeError(
+            f"image of {width}x{height} pixels exceeds the {MAX_PIXELS:,}-pixel safety limit"
+        )
+
+
+def _to_grey_uint8(im: Image.Image) -> np.ndarray:
+    if im.mode == "L":
+        return np.asarray(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return scale_to_uint8(np.asarray(im))
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # Transparent pixels become black, like the film border, instead of their hidden colour.
+        rgba = im.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return np.asarray(Image.alpha_composite(black, rgba).convert("L"))
+    return np.asarray(im.convert("L"))
+
+
+def scale_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Map an image's own value range (16-bit PNG, DICOM after LUTs) linearly onto 0..255."""
+    values = np.asarray(values, dtype=np.float64)
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (values - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+_pydicom_lock = threading.Lock()
+
+
+def _import_pydicom():
+    try:
+        import pydicom
+    except ImportError as exc:
+        raise DecodeError(
+            "DICOM support is not installed: pip install 'xscreen[dicom]'"
+        ) from exc
+    return pydicom
+
+
+def _decode_dicom(path: Path) -> np.ndarray:
+    pydicom = _import_pydicom()
+    try:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:  # pydicom 2.x
+        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as exc:  # pydicom raises many types for a damaged header
+        raise DecodeError(f"unreadable DICOM header: {exc}") from exc
+    if "PixelData" not in ds:
+        raise DecodeError("DICOM file has no pixel data (a report or structured document?)")
+    _check_dimensions(int(ds.get("Columns", 0)), int(ds.get("Rows", 0)))
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(syntax, "name", syntax) or "unknown transfer syntax"
+        raise DecodeError(
+            f"cannot decode DICOM pixel data ({name}): {exc}. For compressed DICOM install "
+            "the codecs: pip install 'xscreen[dicom]'"
+        ) from exc
+
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if frames > 1:
+        pixels = pixels[0]  # multi-frame: screen the first frame
+    if samples > 1:
+        return np.asarray(Image.fromarray(scale_to_uint8(pixels)).convert("L"))
+    with _pydicom_lock:  # LUT helpers are not documented as thread-safe
+        values = apply_modality_lut(pixels, ds)
+        values = apply_voi_lut(values, ds)
+    grey = scale_to_uint8(values)
+    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
+        grey = 255 - grey  # MONOCHROME1 stores bone dark; invert after windowing, as the standard says
+    return grey

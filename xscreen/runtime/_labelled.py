@@ -1,0 +1,106 @@
+"""Labelled image folders: class sub-folders (optionally under train/valid/test) and manifest.csv.
+
+Shared by training (``xscreen train``) and the bench (``xscreen bench``), so both read a
+labelled folder the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._decode import IMAGE_EXTENSIONS
+
+SPLIT_NAMES = {"train": "train", "valid": "val", "val": "val", "validation": "val", "test": "test"}
+
+
+class LabelledFolderError(ValueError):
+    """A labelled folder that cannot be used; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    path: Path
+    label: str
+    group: str  # the patient (or cluster of near-identical films); split by it, never by file
+    split: str | None = None  # "train"/"val"/"test" when the folder layout fixes it
+
+
+def read_labelled_folder(root: str | os.PathLike) -> list[LabelledImage]:
+    """List the images of a labelled folder, sorted, with their class and patient group.
+
+    Layouts: ``root/<class>/*`` or ``root/{train,valid,test}/<class>/*``. A ``manifest.csv`` at
+    the root with ``file,label[,group]`` columns overrides the folder labels and supplies the
+    patient groups; without it each file is its own group.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise LabelledFolderError(f"{root} is not a folder")
+    split_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name.lower() in SPLIT_NAMES]
+    if split_dirs:
+        images = [
+            img
+            for d in split_dirs
+            for img in _class_folders(d, root, split=SPLIT_NAMES[d.name.lower()])
+        ]
+    else:
+        images = _class_folders(root, root, split=None)
+    images = _apply_manifest(root, images)
+    labels = sorted({img.label for img in images})
+    if not images:
+        raise LabelledFolderError(
+            f"{root} holds no images: expected one sub-folder per class with "
+            f"{', '.join(IMAGE_EXTENSIONS)} files"
+        )
+    if len(labels) < 2:
+        raise LabelledFolderError(
+            f"{root} holds a single class ({labels[0]}): a classifier needs at least two"
+        )
+    return images
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _class_folders(parent: Path, root: Path, split: str | None) -> list[LabelledImage]:
+    images = []
+    for class_dir in sorted(d for d in parent.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and _is_image(p))
+        if not files:
+            raise LabelledFolderError(
+                f"class folder {class_dir} has no images; remove it or add "
+                f"{', '.join(IMAGE_EXTENSIONS)} files"
+            )
+        for path in files:
+            group = path.relative_to(root).as_posix()
+            images.append(LabelledImage(path, class_dir.name, group, split))
+    return images
+
+
+def _apply_manifest(root: Path, images: list[LabelledImage]) -> list[LabelledImage]:
+    manifest = root / "manifest.csv"
+    if not manifest.is_file():
+        return images
+    with open(manifest, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "file" not in rows[0]:
+        raise LabelledFolderError(f"{manifest} needs a 'file' column (and 'label', 'group')")
+    by_file = {row["file"]: row for row in rows}
+    out = []
+    for img in images:
+        row = by_file.get(img.path.relative_to(root).as_posix())
+        if row is None:
+            out.append(img)
+            continue
+        out.append(
+            LabelledImage(
+                img.path,
+                row.get("label") or img.label,
+                row.get("group") or img.group,
+                img.split,
+            )
+        )
+    return out

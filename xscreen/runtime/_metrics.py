@@ -1,0 +1,148 @@
+"""Classification and screening metrics, numpy only (the bench runs them on a Pi).
+
+One function, :func:`classification_report`, serves the training test report, the export
+verification and the bench, so every figure xscreen prints is computed the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Rows are true classes, columns predicted classes."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return matrix
+
+
+def roc_auc(positive: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney U with tie correction); None with one class only."""
+    positive = np.asarray(positive, bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = np.asarray(scores, float)[order]
+    ranks = np.empty(len(scores), float)
+    # Average ranks over ties so equal scores count half.
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def screening_point(
+    abnormal_true: np.ndarray, abnormal_score: np.ndarray, threshold: float
+) -> dict:
+    """Sensitivity and specificity of "abnormal score >= threshold" against the truth."""
+    abnormal_true = np.asarray(abnormal_true, bool)
+    flagged = np.asarray(abnormal_score, float) >= threshold
+    tp = int((flagged & abnormal_true).sum())
+    fn = int((~flagged & abnormal_true).sum())
+    tn = int((~flagged & ~abnormal_true).sum())
+    fp = int((flagged & ~abnormal_true).sum())
+    return {
+        "threshold": float(threshold),
+        "sensitivity": tp / (tp + fn) if tp + fn else None,
+        "specificity": tn / (tn + fp) if tn + fp else None,
+        "tp": tp, "fn": fn, "tn": tn, "fp": fp,
+    }
+
+
+def choose_threshold(
+    abnormal_true: np.ndarray, abnormal_score: np.ndarray, min_sensitivity: float
+) -> float:
+    """The highest threshold whose sensitivity reaches ``min_sensitivity`` (best specificity)."""
+    abnormal_true = np.asarray(abnormal_true, bool)
+    positives = np.sort(np.asarray(abnormal_score, float)[abnormal_true])
+    if positives.size == 0:
+        return 0.5
+    # Keep at least ceil(min_sensitivity * n) positives at or above the threshold.
+    keep = int(np.ceil(min_sensitivity * positives.size))
+    return float(positives[positives.size - keep]) if keep else float(positives[-1])
+
+
+def classification_report(
+    y_true: Sequence[int],
+    probabilities: np.ndarray,
+    labels: Sequence[str],
+    negative_label: str | None = None,
+    threshold: float | None = None,
+) -> dict:
+    """Per-class precision/recall/F1/support, macro-F1, accuracy, confusion matrix, ROC AUC.
+
+    With ``negative_label`` and ``threshold`` it adds the screening operating point (abnormal =
+    any label but ``negative_label``). Returns plain JSON-serialisable values.
+    """
+    y_true = np.asarray(y_true, int)
+    probabilities = np.asarray(probabilities, float)
+    y_pred = probabilities.argmax(axis=1)
+    n = len(labels)
+    matrix = confusion_matrix(y_true, y_pred, n)
+    per_class = {}
+    f1s = []
+    for i, label in enumerate(labels):
+        tp = matrix[i, i]
+        predicted, actual = matrix[:, i].sum(), matrix[i, :].sum()
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[label] = {
+            "precision": float(precision), "recall": float(recall), "f1": float(f1),
+            "support": int(actual),
+            "roc_auc": roc_auc(y_true == i, probabilities[:, i]),
+        }
+        if actual:
+            f1s.append(f1)
+    report = {
+        "n": int(len(y_true)),
+        "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
+        "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
+        "per_class": per_class,
+        "labels": list(labels),
+        "confusion_matrix": matrix.tolist(),
+    }
+    if negative_label is not None and threshold is not None:
+        neg = list(labels).index(negative_label)
+        abnormal_true = y_true != neg
+        abnormal_score = 1.0 - probabilities[:, neg]
+        report["screening"] = {
+            "negative_label": negative_label,
+            **screening_point(abnormal_true, abnormal_score, threshold),
+            "roc_auc": roc_auc(abnormal_true, abnormal_score),
+        }
+    return report
+
+
+def report_markdown(report: dict, title: str | None = None) -> str:
+    """The per-class table users know, the confusion matrix and the screening point, as Markdown."""
+    lines = [f"### {title}", ""] if title else []
+    lines += ["| class | precision | recall | F1 | support | ROC AUC |", "|---|---|---|---|---|---|"]
+    for label, row in report["per_class"].items():
+        auc = "n/a" if row["roc_auc"] is None else f"{row['roc_auc']:.4f}"
+        lines.append(
+            f"| {label} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} "
+            f"| {row['support']} | {auc} |"
+        )
+    lines += ["", f"Macro-F1 **{report['macro_f1']:.4f}**, accuracy {report['accuracy']:.4f}, "
+              f"n = {report['n']}.", "", "Confusion matrix (rows: truth, columns: prediction):", ""]
+    labels = report["labels"]
+    lines += ["| truth \\ pred | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for label, row in zip(labels, report["confusion_matrix"]):
+        lines.append(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
+    screening = report.get("screening")
+    if screening:
+        sens = screening["sensitivity"]
+        spec = screening["specificity"]
+        lines += [
+            "",
+            f"Screening (abnormal = not {screening['negative_label']}) at threshold "
+            f"{screening['threshold']:.4f}: sensitivity "
+            f"{'n/a' if sens is None else f'{sens:.4f}'}, specificity "
+            f"{'n/a' if spec is None else f'{spec:.4f}'} "
+            f"(TP {screening['tp']}, FN {screening['fn']}, TN {screening['tn']}, FP {screening['fp']}).",
+        ]
+    return "\n".join(lines) + "\n"
