@@ -1,0 +1,73 @@
+"""``xscreen bench``: what each model format costs in speed and buys in accuracy, on one machine.
+
+Light, like the runtime it measures: numpy and :mod:`xscreen.runtime`; matplotlib (the ``report``
+extra) only draws ``pareto.png``. Each model x thread count is measured in a fresh Python process
+(see :data:`METHODS` for the definition of every figure).
+
+``bench.json`` schema, version 1 (``schema_version``; new keys may appear, a key changes meaning
+only with a new version)::
+
+    schema_version   1
+    tool             "xscreen bench"
+    hardware         cpu_model, machine, cores_logical, cores_physical, cores_usable,
+                     simd [e.g. "avx2", "avx512_vnni", "neon"], memory_mb, load_avg_1m, os, python,
+                     xscreen, packages {distribution: version}, date_utc (ISO 8601)
+    data             path, split, split_file, limit, seed, n_images, per_class {label: count},
+                     readme (the data's own caveats, when found), model_training_data {model: text}
+    settings         threads [..], runs, warmup, batch_size, workers, isolation
+    methods          {figure: how it is measured}
+    results          one object per model x threads:
+        model            display name (file name; the path where two share a name)
+        path, format ("tflite" | "onnx"), backend ("ai-edge-litert 2.3.0", ...),
+        input_dtype ("float32" | "uint8"), input_size [h, w], threads
+        size_bytes       model file size
+        load_ms          load_model wall time in a fresh process
+        peak_rss_mb      peak resident memory of that process
+        latency_ms       {mean, p50, p90, p99, min, max, runs, warmup}: batch 1, after warm-up
+        throughput_ips   images/s through the `xscreen run` pipeline (decoding included)
+        pipeline         {images, failed, elapsed_s, failures [{path, error}] (first 20)}
+        wall_s           the row's total wall time
+        metrics          n, accuracy, macro_f1 (over classes present in the data), labels,
+                         per_class {label: {precision, recall, f1, support, roc_auc}},
+                         confusion_matrix (rows truth, columns prediction, in `labels` order),
+                         screening {negative_label, threshold, sensitivity, specificity,
+                                    tp, fn, tn, fp, roc_auc} (when the model has a threshold)
+    disclaimer       "Not a medical device. ..."
+"""
+
+from ._bench import (
+    DISCLAIMER,
+    SCHEMA_VERSION,
+    BenchConfig,
+    BenchError,
+    BenchReport,
+    LabelMismatchError,
+    labelled_images,
+    run_bench,
+    select_images,
+)
+from ._hardware import hardware_fingerprint
+from ._measure import METHODS, latency_summary, measure_latency, peak_rss_mb
+from ._report import has_matplotlib, pareto_front, render_markdown, summary_rows, write_report
+
+__all__ = [
+    "DISCLAIMER",
+    "METHODS",
+    "SCHEMA_VERSION",
+    "BenchConfig",
+    "BenchError",
+    "BenchReport",
+    "LabelMismatchError",
+    "hardware_fingerprint",
+    "has_matplotlib",
+    "labelled_images",
+    "latency_summary",
+    "measure_latency",
+    "pareto_front",
+    "peak_rss_mb",
+    "render_markdown",
+    "run_bench",
+    "select_images",
+    "summary_rows",
+    "write_report",
+]

@@ -1,0 +1,244 @@
+"""``xscreen bench``: every model x thread count on one labelled set, one fresh process per row."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime import load_model
+from ..runtime._labelled import LabelledImage, read_labelled_folder
+from ._hardware import hardware_fingerprint
+from ._measure import METHODS
+
+SCHEMA_VERSION = 1
+DISCLAIMER = (
+    "Not a medical device. These are benchmark figures on the labelled images named above, not a "
+    "measure of clinical performance; they hold only for data drawn like them."
+)
+
+
+class BenchError(Exception):
+    """A bench that cannot run as asked; the message says what to change."""
+
+
+class LabelMismatchError(BenchError):
+    """The labelled data holds a class a model does not know."""
+
+
+@dataclass
+class BenchConfig:
+    data: Path
+    models: Sequence[Path]
+    threads: Sequence[int] = (1,)
+    runs: int = 100
+    warmup: int = 10
+    limit: int | None = None  # stratified sample of this many images
+    split: str | None = None  # "train"/"val"/"test": from the folder layout or ``split_file``
+    split_file: Path | None = None  # a CSV with file,split columns (``xscreen train`` writes split.csv)
+    seed: int = 0
+    batch_size: int | None = None  # None: what `xscreen run` uses
+    workers: int | None = None
+
+
+@dataclass
+class BenchReport:
+    """Everything ``bench.json`` holds; ``to_dict`` is that file."""
+
+    hardware: dict
+    data: dict
+    settings: dict
+    results: list[dict] = field(default_factory=list)
+
+    def below_floor(self, floor: float) -> list[dict]:
+        """Result rows whose macro-F1 is under ``floor``."""
+        return [row for row in self.results if row["metrics"]["macro_f1"] < floor]
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": "xscreen bench",
+            "hardware": self.hardware,
+            "data": self.data,
+            "settings": self.settings,
+            "methods": METHODS,
+            "results": self.results,
+            "disclaimer": DISCLAIMER,
+        }
+
+
+def select_images(images: list[LabelledImage], limit: int | None, seed: int = 0) -> list[LabelledImage]:
+    """A class-stratified random sample of ``limit`` images (proportional, each class at least one)."""
+    if limit is None or limit >= len(images):
+        return list(images)
+    by_label: dict[str, list[int]] = {}
+    for i, img in enumerate(images):
+        by_label.setdefault(img.label, []).append(i)
+    if limit < len(by_label):
+        raise BenchError(f"--limit {limit} is smaller than the {len(by_label)} classes; use at least that")
+    # Largest-remainder allocation, then one per class at least.
+    exact = {label: limit * len(idx) / len(images) for label, idx in by_label.items()}
+    quota = {label: max(1, int(q)) for label, q in exact.items()}
+    for label in sorted(exact, key=lambda k: exact[k] - int(exact[k]), reverse=True):
+        if sum(quota.values()) >= limit:
+            break
+        quota[label] += 1
+    while sum(quota.values()) > limit:  # the at-least-one rule overshot: take back from the largest
+        quota[max(quota, key=quota.get)] -= 1
+    rng = np.random.default_rng(seed)
+    chosen = sorted(
+        int(i) for label, idx in sorted(by_label.items()) for i in rng.permutation(idx)[: quota[label]]
+    )
+    return [images[i] for i in chosen]
+
+
+def read_split_file(split_file: Path) -> dict[Path, str]:
+    """Resolved path -> split from a CSV with ``file`` and ``split`` columns.
+
+    Relative paths are taken from the current folder (as ``xscreen train`` writes them), else from
+    the CSV's own folder.
+    """
+    split_file = Path(split_file)
+    try:
+        with open(split_file, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise BenchError(f"cannot read split file {split_file}: {exc.strerror or exc}") from exc
+    if not rows or not {"file", "split"} <= set(rows[0]):
+        raise BenchError(f"{split_file} needs 'file' and 'split' columns (like runs/<name>/split.csv)")
+    splits = {}
+    for row in rows:
+        path = Path(row["file"])
+        if not path.is_absolute() and not path.exists():
+            path = split_file.parent / path
+        splits[path.resolve()] = row["split"]
+    return splits
+
+
+def labelled_images(config: BenchConfig) -> list[LabelledImage]:
+    """The labelled images the bench scores: folder, then split, then stratified sample."""
+    images = read_labelled_folder(config.data)
+    if config.split_file is not None:
+        splits = read_split_file(config.split_file)
+        images = [
+            LabelledImage(img.path, img.label, img.group, splits.get(img.path.resolve())) for img in images
+        ]
+        if all(img.split is None for img in images):
+            raise BenchError(f"{config.split_file} names none of the images in {config.data}")
+    if config.split is not None:
+        found = sorted({img.split for img in images if img.split})
+        if not found:
+            raise BenchError(
+                f"{config.data} has no train/valid/test folders: pass --split-file (e.g. runs/cxr3/split.csv)"
+            )
+        images = [img for img in images if img.split == config.split]
+        if not images:
+            raise BenchError(f"no image is in split {config.split!r}; splits found: {', '.join(found)}")
+    return select_images(images, config.limit, config.seed)
+
+
+def check_labels(models: Sequence[Path], data_labels: set[str]) -> list[dict]:
+    """Load each model once (cheap) to read its labels; refuse data classes a model does not know."""
+    described = []
+    for path in models:
+        model = load_model(path)
+        unknown = sorted(data_labels - set(model.metadata.labels))
+        if unknown:
+            raise LabelMismatchError(
+                f"{path}: the data has class(es) {', '.join(unknown)} that this model does not know "
+                f"(its labels: {', '.join(model.metadata.labels)}). Bench it on data with its classes, "
+                "or rename the class folders / manifest labels to match."
+            )
+        described.append({"path": Path(path), "format": model.format, "labels": list(model.metadata.labels),
+                          "data_summary": model.metadata.data_summary})
+        del model
+    return described
+
+
+def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchReport:
+    """Measure every model at every thread count on the labelled data; see :mod:`xscreen.bench`."""
+    if not config.models:
+        raise BenchError("no model given: pass --model at least once")
+    if not config.threads or min(config.threads) < 1:
+        raise BenchError(f"thread counts must be positive, got {list(config.threads)}")
+    images = labelled_images(config)
+    counts = Counter(img.label for img in images)
+    models = check_labels([Path(m) for m in config.models], set(counts))
+    names = _display_names([m["path"] for m in models])
+    report = BenchReport(
+        hardware=hardware_fingerprint(),
+        data={
+            "path": str(config.data),
+            "split": config.split,
+            "split_file": None if config.split_file is None else str(config.split_file),
+            "limit": config.limit,
+            "seed": config.seed,
+            "n_images": len(images),
+            "per_class": dict(sorted(counts.items())),
+            "readme": _data_readme(config.data),
+            "model_training_data": {n: m["data_summary"] for n, m in zip(names, models) if m["data_summary"]},
+        },
+        settings={
+            "threads": list(config.threads), "runs": config.runs, "warmup": config.warmup,
+            "batch_size": config.batch_size, "workers": config.workers,
+            "isolation": "one fresh Python process per model x threads",
+        },
+    )
+    task = {
+        "files": [str(img.path) for img in images],
+        "truth": [img.label for img in images],
+        "runs": config.runs, "warmup": config.warmup,
+        "batch_size": config.batch_size, "workers": config.workers,
+    }
+    for name, model in zip(names, models):
+        for threads in config.threads:
+            if progress:
+                progress(f"{name} @ {threads} thread{'s' if threads > 1 else ''}: {len(images)} images")
+            row = _measure_in_fresh_process({**task, "model": str(model["path"]), "threads": threads})
+            report.results.append({"model": name, "path": str(model["path"]), **row})
+    return report
+
+
+def _measure_in_fresh_process(task: dict) -> dict:
+    with tempfile.TemporaryDirectory(prefix="xscreen-bench-") as tmp:
+        task_file, result_file = Path(tmp, "task.json"), Path(tmp, "result.json")
+        task_file.write_text(json.dumps(task))
+        env = dict(os.environ)
+        # The child imports this very xscreen even when it is not installed (a source checkout).
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "xscreen.bench._worker", str(task_file), str(result_file)],
+            env=env, capture_output=True, text=True,
+        )
+        if proc.returncode != 0 or not result_file.exists():
+            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+            raise BenchError(f"measuring {task['model']} at {task['threads']} threads failed:\n{tail}")
+        row = json.loads(result_file.read_text())
+    row["wall_s"] = time.perf_counter() - started
+    return row
+
+
+def _display_names(paths: list[Path]) -> list[str]:
+    """File names, or the paths as given where two models share a file name."""
+    clashes = {n for n, c in Counter(p.name for p in paths).items() if c > 1}
+    return [str(p) if p.name in clashes else p.name for p in paths]
+
+
+def _data_readme(data: Path) -> str | None:
+    for name in ("README.md", "README.txt", "README"):
+        for folder in (Path(data), Path(data).parent):
+            if (folder / name).is_file():
+                return str(folder / name)
+    return None

@@ -1,0 +1,172 @@
+"""bench.json, bench.md and pareto.png from a :class:`BenchReport`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ._bench import BenchReport
+
+PLOT_FILE = "pareto.png"
+NO_PLOT_NOTE = "No Pareto plot: matplotlib is not installed (pip install 'xscreen[report]')."
+
+
+def has_matplotlib() -> bool:
+    """True when the optional plotting dependency (the ``report`` extra) imports."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_report(report: BenchReport, out: Path) -> dict[str, Path | None]:
+    """Write ``bench.json``, ``bench.md`` and, with matplotlib, ``pareto.png`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = report.to_dict()
+    (out / "bench.json").write_text(json.dumps(data, indent=2) + "\n")
+    plot = out / PLOT_FILE if has_matplotlib() else None
+    if plot is not None:
+        plot_pareto(report.results, plot)
+    (out / "bench.md").write_text(render_markdown(data, plot.name if plot else None))
+    return {"json": out / "bench.json", "markdown": out / "bench.md", "plot": plot}
+
+
+def pareto_front(results: list[dict]) -> list[dict]:
+    """Rows no other row beats on both latency p50 (lower) and macro-F1 (higher), fastest first."""
+    front = []
+    best_f1 = float("-inf")
+    for row in sorted(results, key=lambda r: (r["latency_ms"]["p50"], -r["metrics"]["macro_f1"])):
+        if row["metrics"]["macro_f1"] > best_f1:
+            front.append(row)
+            best_f1 = row["metrics"]["macro_f1"]
+    return front
+
+
+def summary_rows(results: list[dict]) -> list[dict]:
+    """The table's cells, as strings, one dict per result row (shared by bench.md and the CLI)."""
+    labels = _labels(results)
+    rows = []
+    for r in results:
+        per_class = r["metrics"]["per_class"]
+        cells = {
+            "model": r["model"],
+            "format": f"{r['format']} {r['input_dtype']}",
+            "threads": str(r["threads"]),
+            "size": _size(r["size_bytes"]),
+            "p50 ms": f"{r['latency_ms']['p50']:.2f}",
+            "p90 ms": f"{r['latency_ms']['p90']:.2f}",
+            "images/s": "n/a" if r["throughput_ips"] is None else f"{r['throughput_ips']:.1f}",
+            "macro-F1": f"{r['metrics']['macro_f1']:.4f}",
+        }
+        for label in labels:
+            row = per_class.get(label)
+            cells[f"recall {label}"] = "–" if not row or not row["support"] else f"{row['recall']:.3f}"
+        cells["peak MB"] = f"{r['peak_rss_mb']:.0f}"
+        rows.append(cells)
+    return rows
+
+
+def render_markdown(data: dict, plot_name: str | None) -> str:
+    """bench.md: hardware, the table, the plot (or a one-line note), per-model metrics, caveats."""
+    from ..runtime._metrics import report_markdown
+
+    hw, d, s = data["hardware"], data["data"], data["settings"]
+    results = data["results"]
+    lines = [
+        "# xscreen bench",
+        "",
+        f"{hw['date_utc']} · {hw['cpu_model']} ({hw['cores_physical']} physical / {hw['cores_logical']} logical "
+        f"cores, {', '.join(hw['simd']) or 'no SIMD flags found'}) · {hw['os']} · {hw['python']} · "
+        f"xscreen {hw['xscreen']} · "
+        + ", ".join(f"{k} {v}" for k, v in hw["packages"].items()),
+        "",
+        f"Data: {d['n_images']} labelled images from `{d['path']}`"
+        + (f", split `{d['split']}`" if d["split"] else "")
+        + (f", stratified sample (--limit {d['limit']}, seed {d['seed']})" if d["limit"] else "")
+        + " · " + ", ".join(f"{k} {v}" for k, v in d["per_class"].items()) + ".",
+        f"Latency: batch 1, {s['runs']} timed runs after {s['warmup']} warm-up runs. "
+        "Images/s: the `xscreen run` pipeline, decoding included. Peak MB: one fresh process per row.",
+        "",
+    ]
+    table = summary_rows(results)
+    if table:
+        header = list(table[0])
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in table]
+    lines += ["", f"![latency p50 vs macro-F1]({plot_name})" if plot_name else NO_PLOT_NOTE, ""]
+    front = pareto_front(results)
+    if front:
+        lines += ["Pareto front (nothing else is both faster and more accurate): "
+                  + ", ".join(f"{r['model']} @ {r['threads']}t" for r in front) + ".", ""]
+    lines += ["## Accuracy per model", ""]
+    seen = set()
+    for r in results:
+        if r["model"] in seen:
+            continue  # thread count does not change the predictions; one table per model
+        seen.add(r["model"])
+        lines.append(report_markdown(r["metrics"], title=f"{r['model']} ({r['format']}, {r['backend']})"))
+    lines += ["## Caveats", ""]
+    lines += [f"- {c}" for c in _caveats(data)]
+    lines += ["", f"**{data['disclaimer']}**", ""]
+    return "\n".join(lines)
+
+
+def plot_pareto(results: list[dict], path: Path) -> None:
+    """Latency p50 against macro-F1, one labelled point per model x threads, the Pareto front joined."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    formats = sorted({r["format"] for r in results})
+    markers = dict(zip(formats, "os^Dv<>"))
+    for r in results:
+        x, y = r["latency_ms"]["p50"], r["metrics"]["macro_f1"]
+        ax.scatter(x, y, marker=markers[r["format"]], s=40, label=r["format"])
+        ax.annotate(f"{r['model']} @{r['threads']}t", (x, y), textcoords="offset points", xytext=(5, 4),
+                    fontsize=7)
+    front = pareto_front(results)
+    ax.plot([r["latency_ms"]["p50"] for r in front], [r["metrics"]["macro_f1"] for r in front],
+            color="grey", linestyle="--", linewidth=1, label="Pareto front")
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="lower right")
+    ax.set_xlabel("latency p50, ms per image (batch 1) — lower is better")
+    ax.set_ylabel("macro-F1 — higher is better")
+    ax.grid(True, alpha=0.3)
+    ax.set_title("xscreen bench: speed vs accuracy", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _caveats(data: dict) -> list[str]:
+    d = data["data"]
+    caveats = [
+        f"Accuracy is measured on {d['n_images']} images; with few images per class a difference of one "
+        "or two images moves recall by whole points. Compare formats against each other, not against "
+        "numbers measured on other data.",
+        "If these images were used to train or calibrate a model, its figures are optimistic: bench on a "
+        "held-out split (--split test --split-file runs/<name>/split.csv).",
+        "Latency and images/s depend on the machine and its load (1-minute load average "
+        f"{data['hardware']['load_avg_1m']} at the start); rerun on your own hardware before deciding.",
+    ]
+    if d.get("readme"):
+        caveats.append(f"What the data is and how it was drawn: {d['readme']}.")
+    for name, summary in d.get("model_training_data", {}).items():
+        caveats.append(f"{name} was trained on: {summary}")
+    return caveats
+
+
+def _labels(results: list[dict]) -> list[str]:
+    labels: list[str] = []
+    for r in results:
+        labels += [label for label in r["metrics"]["labels"] if label not in labels]
+    return labels
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"

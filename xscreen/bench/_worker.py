@@ -1,0 +1,76 @@
+"""One bench row, measured in a fresh process: ``python -m xscreen.bench._worker TASK.json RESULT.json``.
+
+A fresh process per model x threads keeps each row's load time and peak memory its own (no other
+model, no TensorFlow, no parent's decoded images) and stops one runtime's thread pools from
+slowing the next. It imports only numpy and the runtime, as ``xscreen run`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime import load_model, screen_files
+from ..runtime._decode import decode_radiograph
+from ..runtime._metrics import classification_report
+from ._measure import measure_latency, peak_rss_mb
+
+
+def measure_row(task: dict) -> dict:
+    """Load the model, time it at batch 1, run the labelled images through the pipeline, score them."""
+    started = time.perf_counter()
+    model = load_model(task["model"], threads=task["threads"])
+    load_ms = (time.perf_counter() - started) * 1000
+    meta = model.metadata
+    files, truth = task["files"], task["truth"]
+
+    pixels = decode_radiograph(files[0], meta.input_size)[np.newaxis, ..., np.newaxis]
+    latency = measure_latency(model.predict, pixels, task["runs"], task["warmup"])
+
+    by_path = {}
+    failures = []
+    started = time.perf_counter()
+    for result in screen_files(files, model, workers=task.get("workers"), batch_size=task.get("batch_size")):
+        if result.status == "ok":
+            by_path[str(result.path)] = result.probabilities
+        else:
+            failures.append({"path": str(result.path), "error": result.error})
+    elapsed = time.perf_counter() - started
+
+    kept = [i for i, path in enumerate(files) if str(path) in by_path]
+    probabilities = np.array([by_path[str(files[i])] for i in kept], dtype=np.float64)
+    y_true = [meta.labels.index(truth[i]) for i in kept]
+    metrics = classification_report(
+        y_true, probabilities.reshape(len(kept), len(meta.labels)), meta.labels,
+        meta.negative_label, meta.threshold,
+    )
+    return {
+        "format": model.format,
+        "backend": model.backend,
+        "input_dtype": meta.input_dtype,
+        "input_size": list(meta.input_size),
+        "threads": task["threads"],
+        "size_bytes": Path(task["model"]).stat().st_size,
+        "load_ms": load_ms,
+        "peak_rss_mb": peak_rss_mb(),
+        "latency_ms": latency,
+        "throughput_ips": len(kept) / elapsed if elapsed > 0 else None,
+        "pipeline": {"images": len(files), "failed": len(failures), "elapsed_s": elapsed,
+                     "failures": failures[:20]},
+        "metrics": metrics,
+    }
+
+
+def main(argv: list[str]) -> int:
+    task_file, result_file = argv
+    row = measure_row(json.loads(Path(task_file).read_text()))
+    Path(result_file).write_text(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
