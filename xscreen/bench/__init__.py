@@ -18,7 +18,8 @@ only with a new version)::
     methods          {figure: how it is measured}
     results          one object per model x threads:
         model            display name (file name; the path where two share a name)
-        path, format ("tflite" | "onnx"), backend ("ai-edge-litert 2.3.0", ...),
+        path, format ("tflite" | "onnx"), variant (the model's own format tag, e.g. "tflite-int8"),
+        backend ("ai-edge-litert 2.3.0", ...),
         input_dtype ("float32" | "uint8"), input_size [h, w], threads
         size_bytes       model file size
         load_ms          load_model wall time in a fresh process

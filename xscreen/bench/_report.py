@@ -52,7 +52,7 @@ def summary_rows(results: list[dict]) -> list[dict]:
         per_class = r["metrics"]["per_class"]
         cells = {
             "model": r["model"],
-            "format": f"{r['format']} {r['input_dtype']}",
+            "format": r["variant"],
             "threads": str(r["threads"]),
             "size": _size(r["size_bytes"]),
             "p50 ms": f"{r['latency_ms']['p50']:.2f}",
@@ -114,30 +114,35 @@ def render_markdown(data: dict, plot_name: str | None) -> str:
 
 
 def plot_pareto(results: list[dict], path: Path) -> None:
-    """Latency p50 against macro-F1, one labelled point per model x threads, the Pareto front joined."""
+    """Latency p50 against macro-F1: a colour per model, a point per thread count, the front dashed."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    formats = sorted({r["format"] for r in results})
-    markers = dict(zip(formats, "os^Dv<>"))
-    for r in results:
-        x, y = r["latency_ms"]["p50"], r["metrics"]["macro_f1"]
-        ax.scatter(x, y, marker=markers[r["format"]], s=40, label=r["format"])
-        ax.annotate(f"{r['model']} @{r['threads']}t", (x, y), textcoords="offset points", xytext=(5, 4),
-                    fontsize=7)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    colours = plt.get_cmap("tab10").colors
+    markers = "osD^v<>p"
+    thread_counts = sorted({r["threads"] for r in results})
+    for i, model in enumerate(dict.fromkeys(r["model"] for r in results)):
+        rows = sorted((r for r in results if r["model"] == model), key=lambda r: r["threads"])
+        xs = [r["latency_ms"]["p50"] for r in rows]
+        ys = [r["metrics"]["macro_f1"] for r in rows]
+        colour = colours[i % len(colours)]
+        ax.plot(xs, ys, color=colour, linewidth=0.8, alpha=0.6, label=model)
+        for r, x, y in zip(rows, xs, ys):
+            ax.scatter(x, y, color=colour, s=36, zorder=3,
+                       marker=markers[thread_counts.index(r["threads"]) % len(markers)])
+            ax.annotate(f"{r['threads']}t", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                        color=colour)
     front = pareto_front(results)
     ax.plot([r["latency_ms"]["p50"] for r in front], [r["metrics"]["macro_f1"] for r in front],
-            color="grey", linestyle="--", linewidth=1, label="Pareto front")
-    handles, names = ax.get_legend_handles_labels()
-    unique = dict(zip(names, handles))
-    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="lower right")
-    ax.set_xlabel("latency p50, ms per image (batch 1) — lower is better")
-    ax.set_ylabel("macro-F1 — higher is better")
+            color="black", linestyle="--", linewidth=0.8, label="Pareto front")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_xlabel("latency p50, ms per image at batch 1 (lower is better); labels: threads")
+    ax.set_ylabel("macro-F1 (higher is better)")
     ax.grid(True, alpha=0.3)
-    ax.set_title("xscreen bench: speed vs accuracy", fontsize=10)
+    ax.set_title("xscreen bench: speed against accuracy, one point per model and thread count", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

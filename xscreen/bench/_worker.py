@@ -50,6 +50,7 @@ def measure_row(task: dict) -> dict:
     )
     return {
         "format": model.format,
+        "variant": meta.format or f"{model.format}-{meta.input_dtype}",
         "backend": model.backend,
         "input_dtype": meta.input_dtype,
         "input_size": list(meta.input_size),
