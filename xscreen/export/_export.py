@@ -1,0 +1,328 @@
+"""``xscreen export``: one Keras model into every format of the table, each verified before it counts.
+
+Verification loads each file through the *runtime* (``xscreen.runtime.load_model``), exactly as
+``xscreen run`` will, and compares it with the Keras model on held-out images: top-1 agreement,
+max |Δp|, and the format's own per-class metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..runtime._contract import ModelMetadata
+from ..runtime._decode import DecodeError, decode_radiograph
+from ..runtime._labelled import LabelledFolderError, LabelledImage, read_labelled_folder
+from ..runtime._metrics import classification_report, report_markdown
+from ._formats import ExportFormat, ExportInputs, resolve_formats
+from ._train import DISCLAIMER, METADATA_FILE
+
+FLOAT_MIN_AGREEMENT = 0.995  # a float format below this is a broken conversion
+INT8_MAX_F1_LOSS = 0.01  # an int8 format losing more macro-F1 than this is reported loudly
+
+
+class ExportError(ValueError):
+    """An export that cannot proceed; the message says what to do."""
+
+
+@dataclass
+class ExportConfig:
+    model: Path
+    out: Path
+    formats: str | list[str] = "all"
+    calibration: Path | None = None
+    calibration_size: int = 200
+    verify: Path | None = None  # labelled folder; default: the test split of the training run
+    verify_size: int | None = None  # cap on verification images (all by default)
+    labels: tuple[str, ...] | None = None  # for a Keras model without its model.json
+    stem: str = "xscreen"
+    strict: bool = False
+    seed: int = 0
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load_classifier(path: Path):
+    import keras
+
+    if not path.is_file():
+        raise ExportError(f"{path} does not exist: pass the model.keras written by `xscreen train`")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as exc:
+        raise ExportError(f"{path} is not a loadable Keras model: {exc}") from exc
+    in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
+    if len(in_shape) != 4 or in_shape[-1] != 1 or len(out_shape) != 2:
+        raise ExportError(
+            f"{path} is not an xscreen classifier: input {in_shape} (want (None, H, W, 1) grey "
+            f"0..255), output {out_shape} (want (None, n_labels) probabilities)"
+        )
+    return model
+
+
+def _base_metadata(config: ExportConfig, model) -> ModelMetadata:
+    sidecar = config.model.with_name(METADATA_FILE)
+    n_out = model.output_shape[-1]
+    size = tuple(int(v) for v in model.input_shape[1:3])
+    if sidecar.is_file():
+        metadata = ModelMetadata.from_json(sidecar.read_text())
+        if config.labels:
+            metadata = metadata.with_updates(labels=tuple(config.labels))
+    elif config.labels:
+        metadata = ModelMetadata(labels=tuple(config.labels), input_size=size)
+    else:
+        raise ExportError(
+            f"no {METADATA_FILE} beside {config.model}: pass --labels in the model's output order"
+        )
+    if len(metadata.labels) != n_out:
+        raise ExportError(
+            f"{len(metadata.labels)} labels {list(metadata.labels)} but the model outputs {n_out} values"
+        )
+    return metadata.with_updates(input_size=size)
+
+
+def _training_split(model_path: Path) -> dict[str, LabelledImage]:
+    """Resolved file path -> image with its label and split, from the training run's split.csv."""
+    split_csv = model_path.with_name("split.csv")
+    if not split_csv.is_file():
+        return {}
+    with open(split_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return {
+        Path(row["file"]).resolve().as_posix():
+            LabelledImage(Path(row["file"]).resolve(), row["label"], row["group"], row["split"])
+        for row in rows
+    }
+
+
+def _stratified_sample(images: list[LabelledImage], n: int | None, seed: int) -> list[LabelledImage]:
+    if n is None or n >= len(images):
+        return images
+    rng = np.random.default_rng(seed)
+    labels = sorted({img.label for img in images})
+    per_label = {lab: [i for i, img in enumerate(images) if img.label == lab] for lab in labels}
+    picked: list[int] = []
+    for lab in labels:
+        share = max(1, round(n * len(per_label[lab]) / len(images)))
+        picked += list(rng.permutation(per_label[lab])[:share])
+    return [images[i] for i in sorted(picked)]
+
+
+def _decode(images: list[LabelledImage], size: tuple[int, int], log) -> tuple[np.ndarray, list[LabelledImage]]:
+    pixels, kept, failed = [], [], 0
+    for img in images:
+        try:
+            pixels.append(decode_radiograph(img.path, size))
+            kept.append(img)
+        except DecodeError as exc:
+            failed += 1
+            if failed == 1:
+                log(f"skipping unreadable {img.path}: {exc}")
+    if failed:
+        log(f"skipped {failed} unreadable image(s)")
+    if not pixels:
+        raise ExportError("none of the selected images could be decoded")
+    return np.stack(pixels)[..., None], kept
+
+
+def _select_images(config: ExportConfig, split: dict[str, LabelledImage]):
+    """Calibration images (training split only) and verification images (held out)."""
+    def labelled(folder: Path, purpose: str) -> list[LabelledImage]:
+        if not Path(folder).is_dir():
+            raise ExportError(f"{purpose} folder {folder} does not exist")
+        try:
+            return read_labelled_folder(folder)
+        except LabelledFolderError as exc:
+            raise ExportError(f"{purpose} folder: {exc}") from exc
+
+    def split_of(img: LabelledImage) -> str | None:
+        known = split.get(img.path.resolve().as_posix())
+        return known.split if known else None
+
+    calibration: list[LabelledImage] = []
+    if config.calibration is not None:
+        pool = labelled(config.calibration, "calibration")
+        # Never calibrate on held-out images: they are what the verification judges.
+        calibration = _stratified_sample([img for img in pool if split_of(img) == "train"] if split else pool,
+                                         config.calibration_size, config.seed)
+    if config.verify is not None:
+        verify = labelled(config.verify, "verification")
+        if split:
+            verify = [img for img in verify if split_of(img) != "train"]
+    elif split:
+        verify = [img for img in split.values() if img.split == "test" and img.path.is_file()]
+    elif config.calibration is not None:
+        chosen = {img.path for img in calibration}
+        verify = [img for img in labelled(config.calibration, "calibration") if img.path not in chosen]
+    else:
+        raise ExportError("nothing to verify against: pass --verify DIR (a labelled folder)")
+    return calibration, _stratified_sample(verify, config.verify_size, config.seed + 1)
+
+
+def _judge(fmt: ExportFormat, agreement: float, f1_delta: float, strict: bool) -> tuple[str, str]:
+    if not fmt.quantized:
+        if agreement < FLOAT_MIN_AGREEMENT:
+            return "fail", f"top-1 agreement {agreement:.4f} < {FLOAT_MIN_AGREEMENT} for a float format"
+        return "pass", ""
+    if f1_delta < -INT8_MAX_F1_LOSS:
+        note = f"macro-F1 {f1_delta * 100:+.2f} points vs Keras (more than {INT8_MAX_F1_LOSS * 100:.0f} lost)"
+        return ("fail" if strict else "warn"), note
+    return "pass", ""
+
+
+def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> dict:
+    """Convert, embed metadata, verify and report every requested format. Returns the report."""
+    import tensorflow as tf
+
+    formats = resolve_formats(config.formats)
+    config.model = Path(config.model)
+    model = _load_classifier(config.model)
+    base = _base_metadata(config, model)
+    if any(f.name.endswith("int8") for f in formats) and config.calibration is None:
+        raise ExportError("int8 formats need real calibration images: pass --calibration DIR")
+    split = _training_split(config.model)
+    calibration_images, verify_images = _select_images(config, split)
+    unknown = sorted({img.label for img in verify_images} - set(base.labels))
+    if unknown:
+        raise ExportError(f"verification labels {unknown} are not among the model's {list(base.labels)}")
+    calibration = _decode(calibration_images, base.input_size, log)[0] if calibration_images else None
+    verify_pixels, verify_images = _decode(verify_images, base.input_size, log)
+    y_true = np.array([base.labels.index(img.label) for img in verify_images])
+    log(f"calibration: {0 if calibration is None else len(calibration)} training images; "
+        f"verification: {len(verify_images)} held-out images")
+
+    keras_prob = model.predict(verify_pixels.astype(np.float32), batch_size=64, verbose=0)
+    reference = _Reference(verify_pixels, y_true, keras_prob,
+                           classification_report(y_true, keras_prob, base.labels, base.negative_label,
+                                                 base.threshold))
+    source_hash = file_sha256(config.model)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        saved_model = Path(tmp, "saved_model")
+        height, width = base.input_size
+        model.export(str(saved_model), format="tf_saved_model", verbose=False,
+                     input_signature=[tf.TensorSpec([None, height, width, 1], tf.float32, name="image")])
+        inputs = ExportInputs(model, saved_model, calibration, base.input_size)
+        for fmt in formats:
+            metadata = base.with_updates(
+                format=fmt.name, input_dtype=fmt.input_dtype, source_sha256=source_hash,
+                exported_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                xscreen_version=__version__,
+            )
+            rows.append(_export_one(fmt, inputs, metadata, out / fmt.filename.format(stem=config.stem),
+                                    reference, config.strict, log))
+    report = {
+        "schema_version": 1,
+        "source_model": str(config.model), "source_sha256": source_hash,
+        "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "xscreen_version": __version__,
+        "verification": {"images": len(verify_images),
+                         "source": "training test split" if split and config.verify is None
+                         else str(config.verify or config.calibration)},
+        "calibration_images": 0 if calibration is None else len(calibration),
+        "keras": reference.report,
+        "formats": rows,
+        "disclaimer": DISCLAIMER,
+    }
+    (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "export_report.md").write_text(_report_md(report))
+    return report
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """The held-out images and what the Keras model says about them."""
+
+    pixels: np.ndarray
+    y_true: np.ndarray
+    prob: np.ndarray
+    report: dict
+
+
+def _write_model_file(fmt: ExportFormat, data: bytes, metadata: ModelMetadata, path: Path) -> None:
+    from ._metadata import embed_onnx_metadata, embed_tflite_metadata
+
+    if fmt.runtime == "tflite":
+        path.write_bytes(embed_tflite_metadata(data, metadata))
+        return
+    import onnx
+
+    proto = onnx.load_from_string(data)
+    embed_onnx_metadata(proto, metadata)
+    onnx.checker.check_model(proto)
+    path.write_bytes(proto.SerializeToString())
+
+
+def _export_one(fmt: ExportFormat, inputs: ExportInputs, metadata: ModelMetadata, path: Path,
+                reference: _Reference, strict: bool, log) -> dict:
+    from ..runtime import load_model
+
+    row = {"format": fmt.name, "file": path.name, "description": fmt.description}
+    t0 = time.perf_counter()
+    try:
+        _write_model_file(fmt, fmt.convert(inputs), metadata, path)
+    except Exception as exc:  # one broken converter must not stop the others
+        log(f"{fmt.name}: conversion failed: {exc}")
+        return {**row, "status": "error", "note": f"conversion failed: {exc}"}
+    row["export_s"] = round(time.perf_counter() - t0, 2)
+    row["size_bytes"] = path.stat().st_size
+
+    runtime_model = load_model(path)
+    prob = runtime_model.predict(reference.pixels)
+    report = classification_report(reference.y_true, prob, metadata.labels, metadata.negative_label,
+                                   metadata.threshold)
+    agreement = float((prob.argmax(1) == reference.prob.argmax(1)).mean())
+    f1_delta = report["macro_f1"] - reference.report["macro_f1"]
+    status, note = _judge(fmt, agreement, f1_delta, strict)
+    row.update(status=status, note=note, runtime=runtime_model.backend, top1_agreement=agreement,
+               max_abs_dp=float(np.abs(prob - reference.prob).max()), macro_f1_delta=f1_delta,
+               metrics=report)
+    line = (f"{fmt.name}: {row['size_bytes'] / 1e6:.2f} MB in {row['export_s']:.0f}s, agreement "
+            f"{agreement:.4f}, max|Δp| {row['max_abs_dp']:.4f}, macro-F1 {report['macro_f1']:.4f} "
+            f"({f1_delta * 100:+.2f} pts) -> {status.upper()}")
+    log(line + (f": {note}" if note else ""))
+    return row
+
+
+def _report_md(report: dict) -> str:
+    md = ["# Export report", "", f"> {report['disclaimer']}", "",
+          f"Source: `{report['source_model']}` (sha256 `{report['source_sha256'][:16]}…`), "
+          f"exported {report['exported_at']} by xscreen {report['xscreen_version']}. "
+          f"Verified on {report['verification']['images']} held-out images "
+          f"({report['verification']['source']}); int8 calibrated on {report['calibration_images']} "
+          "training images.", "",
+          "| format | file | size (MB) | top-1 agreement | max abs Δp | macro-F1 | Δ vs Keras (pts) "
+          "| status |", "|---|---|---|---|---|---|---|---|",
+          f"| keras (reference) | | | 1.0000 | 0 | {report['keras']['macro_f1']:.4f} | 0 | |"]
+    for row in report["formats"]:
+        if row["status"] == "error":
+            md.append(f"| {row['format']} | {row['file']} | | | | | | ERROR: {row['note']} |")
+            continue
+        md.append(
+            f"| {row['format']} | {row['file']} | {row['size_bytes'] / 1e6:.2f} | {row['top1_agreement']:.4f} "
+            f"| {row['max_abs_dp']:.4f} | {row['metrics']['macro_f1']:.4f} | {row['macro_f1_delta'] * 100:+.2f} "
+            f"| {row['status']}{': ' + row['note'] if row['note'] else ''} |"
+        )
+    md += ["", report_markdown(report["keras"], "Keras reference")]
+    for row in report["formats"]:
+        if row["status"] != "error":
+            md.append(report_markdown(row["metrics"], f"{row['format']} ({row['runtime']})"))
+    return "\n".join(md) + "\n"
