@@ -55,8 +55,8 @@ def summary_rows(results: list[dict]) -> list[dict]:
             "format": r["variant"],
             "threads": str(r["threads"]),
             "size": _size(r["size_bytes"]),
-            "p50 ms": f"{r['latency_ms']['p50']:.2f}",
-            "p90 ms": f"{r['latency_ms']['p90']:.2f}",
+            "p50 ms": _ms(r["latency_ms"]["p50"]),
+            "p90 ms": _ms(r["latency_ms"]["p90"]),
             "images/s": "n/a" if r["throughput_ips"] is None else f"{r['throughput_ips']:.1f}",
             "macro-F1": f"{r['metrics']['macro_f1']:.4f}",
         }
@@ -171,6 +171,10 @@ def _labels(results: list[dict]) -> list[str]:
     for r in results:
         labels += [label for label in r["metrics"]["labels"] if label not in labels]
     return labels
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"  # a tiny test model still shows digits
 
 
 def _size(n: int) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime import load_model, screen_files
-from ..runtime._decode import decode_radiograph
+from ..runtime._decode import DecodeError, decode_radiograph
 from ..runtime._metrics import classification_report
 from ._measure import measure_latency, peak_rss_mb
 
@@ -28,25 +28,24 @@ def measure_row(task: dict) -> dict:
     meta = model.metadata
     files, truth = task["files"], task["truth"]
 
-    pixels = decode_radiograph(files[0], meta.input_size)[np.newaxis, ..., np.newaxis]
+    pixels = _first_decodable(files, meta.input_size)[np.newaxis, ..., np.newaxis]
     latency = measure_latency(model.predict, pixels, task["runs"], task["warmup"])
 
-    by_path = {}
-    failures = []
+    probabilities, y_true, failures = [], [], []
     started = time.perf_counter()
-    for result in screen_files(files, model, workers=task.get("workers"), batch_size=task.get("batch_size")):
+    # One result per file, in input order.
+    results = screen_files(files, model, workers=task.get("workers"), batch_size=task.get("batch_size"))
+    for label, result in zip(truth, results):
         if result.status == "ok":
-            by_path[str(result.path)] = result.probabilities
+            probabilities.append([result.probabilities[name] for name in meta.labels])
+            y_true.append(meta.labels.index(label))
         else:
-            failures.append({"path": str(result.path), "error": result.error})
+            failures.append({"path": result.path, "error": result.error})
     elapsed = time.perf_counter() - started
 
-    kept = [i for i, path in enumerate(files) if str(path) in by_path]
-    probabilities = np.array([by_path[str(files[i])] for i in kept], dtype=np.float64)
-    y_true = [meta.labels.index(truth[i]) for i in kept]
     metrics = classification_report(
-        y_true, probabilities.reshape(len(kept), len(meta.labels)), meta.labels,
-        meta.negative_label, meta.threshold,
+        y_true, np.array(probabilities, dtype=np.float64).reshape(len(y_true), len(meta.labels)),
+        meta.labels, meta.negative_label, meta.threshold,
     )
     return {
         "format": model.format,
@@ -59,11 +58,20 @@ def measure_row(task: dict) -> dict:
         "load_ms": load_ms,
         "peak_rss_mb": peak_rss_mb(),
         "latency_ms": latency,
-        "throughput_ips": len(kept) / elapsed if elapsed > 0 else None,
+        "throughput_ips": len(files) / elapsed if elapsed > 0 else None,
         "pipeline": {"images": len(files), "failed": len(failures), "elapsed_s": elapsed,
                      "failures": failures[:20]},
         "metrics": metrics,
     }
+
+
+def _first_decodable(files: list[str], size: tuple[int, int]) -> np.ndarray:
+    for path in files:
+        try:
+            return decode_radiograph(path, size)
+        except DecodeError:
+            continue
+    raise DecodeError("none of the labelled images decodes; see the pipeline errors")
 
 
 def main(argv: list[str]) -> int:
