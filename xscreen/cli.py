@@ -1,0 +1,280 @@
+"""The ``xscreen`` command line: each command parses, calls one library function, renders with rich.
+
+Exit codes, for every command: 0 done; 1 with ``--strict`` when a file failed; 2 bad usage, bad
+model file or missing extra (a one-line message, never a traceback: raise :class:`CommandError`).
+New commands are ``@main.command()`` functions appended at the end of this file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from . import __version__
+from .runtime import (
+    BACKEND_NAMES,
+    OUTPUT_SUFFIXES,
+    MissingRuntimeError,
+    ModelContractError,
+    NoInputsError,
+    ResumeError,
+    RunSummary,
+    ScreeningModel,
+    available_backends,
+    default_model_path,
+    load_model,
+    run_screening,
+)
+
+DISCLAIMER = ("xscreen is not a medical device: its output is a research aid for triage studies, "
+              "not a diagnosis. A clinician must read every film.")
+PLAIN_PROGRESS_EVERY_S = 5.0  # progress lines in logs (stderr not a terminal)
+
+
+class CommandError(click.ClickException):
+    """Bad usage, a bad model file or a missing extra: ``Error: <message>`` on stderr, exit 2."""
+
+    exit_code = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="xscreen")
+def main() -> None:
+    """Screen chest X-rays (healthy / pneumonia / COVID-19) on CPUs and edge devices.
+
+    Not a medical device.
+    """
+
+
+# Options shared by the commands that open a model.
+def _parse_labels(ctx, param, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    labels = tuple(label.strip() for label in value.split(","))
+    if not all(labels):
+        raise click.BadParameter(f"expected comma-separated class names, got {value!r}")
+    return labels
+
+
+model_option = click.option(
+    "--model", "-m", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A .tflite or .onnx model file [default: the bundled model].",
+)
+labels_option = click.option(
+    "--labels", callback=_parse_labels, metavar="A,B,C",
+    help="Class names in output order, for a model without xscreen metadata (or to rename them).",
+)
+backend_option = click.option(
+    "--backend", type=click.Choice(BACKEND_NAMES),
+    help="Force a runtime [default: the first installed one for the model's format].",
+)
+
+
+def open_model(path: Path | None, *, labels: Sequence[str] | None = None, threads: int | None = None,
+               backend: str | None = None) -> ScreeningModel:
+    """Load a model (the bundled one when ``path`` is None), turning every load failure into exit 2."""
+    try:
+        return load_model(path or default_model_path(), labels=labels, threads=threads, backend=backend)
+    except (ModelContractError, MissingRuntimeError, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+@main.command()
+@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@model_option
+@labels_option
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("results.csv"),
+              show_default=True, help=f"Result file: {' or '.join(OUTPUT_SUFFIXES)} by its suffix.")
+@click.option("--threads", type=click.IntRange(min=1), help="Inference threads [default: one per core].")
+@click.option("--workers", type=click.IntRange(min=0),
+              help="Decoding threads; 0 decodes in the main thread [default: one per core].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per batch [default: 16].")
+@click.option("--resume", is_flag=True, help="Keep the rows already in --out and screen only the rest.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option("--follow-symlinks", is_flag=True, help="Enter symlinked folders and files pointing outside TARGET.")
+@click.option("--strict", is_flag=True, help="Exit with status 1 when any file could not be screened.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@backend_option
+def run(target: Path, model_path: Path | None, labels, out: Path, threads, workers, batch_size,
+        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, quiet: bool, backend) -> None:
+    """Screen every image in TARGET: a folder (searched recursively), one file, or a .txt list of paths.
+
+    Reads PNG (8/16-bit), JPEG and DICOM (also without extension) files and writes one row per
+    file to --out: path, status, prediction, prob_<label> per class, flag (needs review), error.
+    """
+    if resume and overwrite:
+        raise CommandError("--resume and --overwrite contradict each other: pick one")
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise CommandError(f"--out {out}: use a {' or '.join(OUTPUT_SUFFIXES)} file")
+    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
+        raise CommandError(f"{out} already exists: pass --resume to finish that run or --overwrite to replace it")
+    model = open_model(model_path, labels=labels, threads=threads, backend=backend)
+    err = Console(stderr=True)
+    reporter = None if quiet else _ProgressReporter(err)
+    try:
+        summary = run_screening(
+            target, model, out, resume=resume, workers=workers, batch_size=batch_size,
+            follow_symlinks=follow_symlinks, progress=reporter,
+        )
+    except (NoInputsError, ResumeError) as exc:
+        raise CommandError(str(exc)) from None
+    except KeyboardInterrupt:
+        err.print(f"\ninterrupted: the rows written so far are in {escape(str(out))}; "
+                  "finish with the same command and --resume")
+        sys.exit(130)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    if not quiet:
+        _print_summary(Console(), summary, model)
+    if strict and summary.errors:
+        sys.exit(1)
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:,.1f} images/s" if task.speed else "", style="progress.data.speed")
+
+
+class _ProgressReporter:
+    """The ``progress(done, total)`` callback: a rich bar on a terminal, a line every few seconds in logs."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._bar = None
+        self._task = None
+        self._started = self._last_line = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._console.is_terminal:
+            if self._bar is None:
+                self._bar = Progress(
+                    TextColumn("screening"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=self._console, transient=True,
+                )
+                self._bar.start()
+                self._task = self._bar.add_task("screening", total=total)
+            self._bar.update(self._task, completed=done)
+            return
+        now = time.perf_counter()
+        if done in (0, total) or now - self._last_line >= PLAIN_PROGRESS_EVERY_S:
+            self._last_line = now
+            rate = done / (now - self._started) if done else 0.0
+            eta = f", ETA {(total - done) / rate:,.0f} s" if rate and done < total else ""
+            percent = 100 * done / total if total else 100
+            self._console.print(f"screened {done:,}/{total:,} ({percent:.0f}%), {rate:,.1f} images/s{eta}",
+                                highlight=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _print_summary(console: Console, summary: RunSummary, model: ScreeningModel) -> None:
+    table = Table(title=f"xscreen run: {summary.screened:,} images screened", title_justify="left")
+    table.add_column("")
+    table.add_column("images", justify="right")
+    table.add_column("share", justify="right")
+
+    def share(n: int) -> str:
+        return f"{100 * n / summary.ok:.1f}%" if summary.ok else "-"
+
+    for label, n in summary.per_class.items():
+        table.add_row(f"predicted {escape(label)}", f"{n:,}", share(n))
+    if model.metadata.threshold is not None:
+        table.add_row("[bold]flagged for review[/]", f"{summary.flagged:,}", share(summary.flagged),
+                      end_section=True)
+    table.add_row("[red]errors[/]" if summary.errors else "errors", f"{summary.errors:,}", "")
+    if summary.skipped_resumed:
+        table.add_row("already in the output (resumed)", f"{summary.skipped_resumed:,}", "")
+    for reason, n in summary.ignored.items():
+        table.add_row(f"[dim]ignored: {escape(reason)}[/]", f"{n:,}", "")
+    console.print(table)
+    for path, reason in summary.first_errors:
+        console.print(f"  [red]error[/] {escape(path)}: {escape(reason)}", highlight=False)
+    if summary.errors > len(summary.first_errors):
+        console.print(f"  … and {summary.errors - len(summary.first_errors):,} more errors, "
+                      f"every one in {escape(summary.out)}")
+    console.print(
+        f"{summary.screened:,} images in {summary.elapsed_s:.1f} s: [bold]{summary.images_per_s:,.1f} images/s[/] "
+        f"(decoding {summary.decode_s:.1f} s summed over threads, inference {summary.inference_s:.1f} s, "
+        f"writing {summary.write_s:.1f} s) with {escape(model.path.name)} on {escape(model.backend)}",
+        highlight=False,
+    )
+    console.print(f"results: {escape(summary.out)}", highlight=False)
+    console.print(f"[dim]{DISCLAIMER}[/]")
+
+
+@main.command()
+@click.argument("model_path", metavar="[MODEL]", required=False,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@labels_option
+@backend_option
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def info(model_path: Path | None, labels, backend, as_json: bool) -> None:
+    """Describe MODEL (default: the bundled model): labels, input, quantization, threshold, runtime."""
+    description = open_model(model_path, labels=labels, backend=backend).info()
+    description["installed_runtimes"] = available_backends()
+    if as_json:
+        click.echo(json.dumps(description, indent=2))
+        return
+    meta = description["metadata"]
+    table = Table(title=f"xscreen model: {escape(description['path'])}", title_justify="left",
+                  show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = {
+        "file": f"{description['file_size_bytes'] / 1024:,.1f} KB, {description['format']}",
+        "runtime": description["backend"],
+        "labels": ", ".join(description["labels"]),
+        "input": _tensor_line(description["input"]),
+        "output": _tensor_line(description["output"]),
+        "batch": description["batch"],
+        "screening flag": _flag_line(description),
+        "preprocessing": description["preprocessing"],
+        "model version": meta["model_version"],
+        "exported": meta["exported_at"],
+        "exported by": meta["xscreen_version"] and f"xscreen {meta['xscreen_version']}",
+        "source sha256": meta["source_sha256"],
+        "trained on": meta["data_summary"],
+        "installed runtimes": "; ".join(
+            f"{fmt}: {', '.join(names) or 'none'}" for fmt, names in description["installed_runtimes"].items()
+        ),
+    }
+    for key, value in rows.items():
+        table.add_row(key, escape(str(value)) if value is not None else "[dim]unknown[/]")
+    Console().print(table)
+
+
+def _tensor_line(tensor: dict) -> str:
+    shape = "x".join(str(d) for d in tensor["shape"])
+    quant = tensor["quantization"]
+    quantization = f", quantized: scale {quant['scale']:g}, zero point {quant['zero_point']}" if quant else ""
+    return f"{tensor['name']} {shape} {tensor['dtype']}{quantization}"
+
+
+def _flag_line(description: dict) -> str:
+    negative, threshold = description["negative_label"], description["threshold"]
+    if negative is None or threshold is None:
+        return "none (the model defines no review threshold)"
+    return f"needs review when 1 - p({negative}) >= {threshold:g}"
+

@@ -1,0 +1,244 @@
+"""Inference runtimes: one table of backends, and a thin engine per model format.
+
+An engine hides the runtime's API behind four things: the input and output tensor specs, the
+``xscreen`` metadata the file carries, and ``run(batch) -> raw output``. Everything the contract
+says about pixels, quantization and labels lives in ``_model.py``, once for all formats.
+Runtimes are imported only when a model is opened, so ``import xscreen.runtime`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._contract import METADATA_KEY, ModelContractError
+from ._tflite_metadata import TFLiteFormatError, read_tflite_metadata
+
+
+class MissingRuntimeError(ImportError):
+    """No runtime for a model format is installed; the message holds the pip command."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output as the runtime reports it."""
+
+    name: str
+    shape: tuple[int | None, ...]  # None where the dimension is dynamic
+    dtype: np.dtype
+    scale: float = 0.0  # quantization (scale 0: not quantized)
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0
+
+    def describe(self) -> dict:
+        """JSON-ready description, for ``ScreeningModel.info()``."""
+        return {
+            "name": self.name,
+            "shape": ["N" if d is None else d for d in self.shape],
+            "dtype": self.dtype.name,
+            "quantization": {"scale": self.scale, "zero_point": self.zero_point} if self.quantized else None,
+        }
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A runtime that can execute one model format."""
+
+    name: str  # what users pass as backend= and what info() reports
+    format: str  # "tflite" or "onnx"
+    module: str  # "package.module[:attribute]", imported only when a model is opened
+    distributions: tuple[str, ...]  # pip distribution names, for the version string
+    install_hint: str
+    engine: type  # TFLiteEngine or OnnxEngine: (module, path, model bytes, threads)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _is_installed(backend: Backend) -> bool:
+    # find_spec on the top-level package imports nothing, so probing TensorFlow costs nothing.
+    return importlib.util.find_spec(backend.module.split(".")[0]) is not None
+
+
+def _version(backend: Backend) -> str:
+    for dist in backend.distributions:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "unknown version"
+
+
+def available_backends() -> dict[str, list[str]]:
+    """Installed runtimes per model format, preferred first, e.g. ``{"tflite": ["ai-edge-litert 2.3.0"]}``.
+
+    Probes without importing anything.
+    """
+    found: dict[str, list[str]] = {fmt: [] for fmt in MODEL_FORMATS.values()}
+    for backend in BACKENDS:
+        if _is_installed(backend):
+            found[backend.format].append(f"{backend.name} {_version(backend)}")
+    return found
+
+
+def model_format(path: Path) -> str:
+    """``"tflite"`` or ``"onnx"`` from the file name; ModelContractError for anything else."""
+    fmt = MODEL_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ModelContractError(
+            f"{path}: unknown model format {path.suffix or '(no extension)'!r}; "
+            f"xscreen runs {' and '.join(MODEL_FORMATS)} files"
+        )
+    return fmt
+
+
+def open_engine(path: Path, fmt: str, threads: int, backend: str | None):
+    """Open ``path`` with the named backend, or the first installed one for its format.
+
+    Returns ``(engine, "name version")``.
+    """
+    candidates = [b for b in BACKENDS if b.format == fmt]
+    if backend is not None:
+        named = [b for b in BACKENDS if b.name == backend]
+        if not named:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(b.name for b in BACKENDS)}")
+        if named[0].format != fmt:
+            raise ModelContractError(f"backend {backend} runs .{named[0].format} files, not {path.name}")
+        candidates = named
+    model = path.read_bytes()
+    for candidate in candidates:
+        module_name, _, attribute = candidate.module.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if attribute:
+            module = getattr(module, attribute)
+        return candidate.engine(module, path, model, threads), f"{candidate.name} {_version(candidate)}"
+    if backend is not None:
+        raise MissingRuntimeError(f"backend {backend} is not installed: {candidates[0].install_hint}")
+    raise MissingRuntimeError(_MISSING_RUNTIME[fmt])
+
+
+def _single(kind: str, tensors: list, path: Path):
+    if len(tensors) != 1:
+        raise ModelContractError(
+            f"{path}: the model has {len(tensors)} {kind}s; an xscreen model has exactly one "
+            f"({'grey image batch' if kind == 'input' else 'class probabilities'})"
+        )
+    return tensors[0]
+
+
+class TFLiteEngine:
+    """A TFLite interpreter (ai-edge-litert, tflite-runtime or tensorflow.lite share one API)."""
+
+    def __init__(self, module, path: Path, model: bytes, threads: int) -> None:
+        try:
+            entries = read_tflite_metadata(model)
+        except TFLiteFormatError as exc:
+            raise ModelContractError(f"{path} is not a usable TFLite model: {exc}") from exc
+        self.metadata = entries.get(METADATA_KEY)
+        try:
+            self._interpreter = module.Interpreter(model_content=model, num_threads=threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelContractError(f"{path}: the TFLite runtime cannot load it: {exc}") from exc
+        self._model = model  # the interpreter reads from this buffer; keep it alive
+        inp = _single("input", self._interpreter.get_input_details(), path)
+        out = _single("output", self._interpreter.get_output_details(), path)
+        self._input_index, self._output_index = inp["index"], out["index"]
+        self._input_shape = tuple(int(d) for d in inp["shape"])
+        self.input, self.output = self._spec(inp), self._spec(out)
+
+    @staticmethod
+    def _spec(detail: dict) -> TensorSpec:
+        signature = detail.get("shape_signature", detail["shape"])
+        scale, zero_point = detail["quantization"]
+        return TensorSpec(
+            name=detail["name"],
+            shape=tuple(None if int(d) < 0 else int(d) for d in signature),
+            dtype=np.dtype(detail["dtype"]),
+            scale=float(scale),
+            zero_point=int(zero_point),
+        )
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Raw output for an input batch already in the model's dtype and layout."""
+        interpreter = self._interpreter
+        if batch.shape != self._input_shape:
+            interpreter.resize_tensor_input(self._input_index, batch.shape)
+            interpreter.allocate_tensors()
+            self._input_shape = batch.shape
+        interpreter.set_tensor(self._input_index, batch)
+        interpreter.invoke()
+        return interpreter.get_tensor(self._output_index)
+
+
+class OnnxEngine:
+    """An onnxruntime CPU session."""
+
+    _DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
+               "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+    def __init__(self, module, path: Path, model: bytes, threads: int) -> None:
+        options = module.SessionOptions()
+        options.log_severity_level = 3  # no graph-optimisation chatter on stderr
+        options.inter_op_num_threads = 1  # one graph, one op at a time: threads go to intra-op work
+        options.intra_op_num_threads = threads
+        try:
+            self._session = module.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for damaged or unsupported files
+            raise ModelContractError(f"{path}: onnxruntime cannot load it: {exc}") from exc
+        metadata = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        self.metadata = None if metadata is None else metadata.encode("utf-8")
+        inp = _single("input", self._session.get_inputs(), path)
+        out = _single("output", self._session.get_outputs(), path)
+        self.input, self.output = self._spec(inp, path), self._spec(out, path)
+        self._input_name = inp.name
+
+    @classmethod
+    def _spec(cls, arg, path: Path) -> TensorSpec:
+        if arg.type not in cls._DTYPES:
+            raise ModelContractError(f"{path}: unsupported tensor type {arg.type} for {arg.name}")
+        shape = tuple(d if isinstance(d, int) and d > 0 else None for d in arg.shape)
+        return TensorSpec(name=arg.name, shape=shape, dtype=np.dtype(cls._DTYPES[arg.type]))
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Raw output for an input batch already in the model's dtype and layout."""
+        return self._session.run(None, {self._input_name: batch})[0]
+
+
+# Preference order within a format: the first one installed is used unless the caller names one.
+BACKENDS = (
+    Backend("ai-edge-litert", "tflite", "ai_edge_litert.interpreter", ("ai-edge-litert",),
+            "pip install ai-edge-litert", TFLiteEngine),
+    Backend("tflite-runtime", "tflite", "tflite_runtime.interpreter", ("tflite-runtime",),
+            "pip install tflite-runtime", TFLiteEngine),
+    # Last resort: works, but costs ~3 s and ~2 GB to import.
+    Backend("tensorflow", "tflite", "tensorflow:lite", ("tensorflow", "tensorflow-cpu"),
+            "pip install tensorflow-cpu", TFLiteEngine),
+    Backend("onnxruntime", "onnx", "onnxruntime", ("onnxruntime", "onnxruntime-gpu"),
+            "pip install 'xscreen[onnx]'", OnnxEngine),
+)
+BACKEND_NAMES = tuple(b.name for b in BACKENDS)
+
+MODEL_FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
+_MISSING_RUNTIME = {
+    "tflite": "no TFLite runtime is installed: pip install ai-edge-litert "
+              "(on platforms without its wheels: pip install tflite-runtime)",
+    "onnx": "ONNX models need onnxruntime: pip install 'xscreen[onnx]'",
+}

@@ -1,0 +1,230 @@
+"""Open a model file and turn decoded pixels into class probabilities, for every format alike.
+
+What a model needs (dtype, quantization, layout, batch) is read once at load time; ``predict``
+then does the least work per batch: one cast or lookup, one runtime call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ._backends import TensorSpec, model_format, open_engine, usable_cores
+from ._contract import ModelContractError, ModelMetadata
+from ._decode import PREPROCESSING_ID
+
+BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "xscreen_int8.tflite"
+
+
+def default_model_path() -> Path:
+    """The model bundled with the package; FileNotFoundError with what to do when it is absent."""
+    if not BUNDLED_MODEL.is_file():
+        raise FileNotFoundError(
+            f"no bundled model at {BUNDLED_MODEL} (this install ships without one): "
+            "pass --model PATH to a .tflite or .onnx file written by xscreen export"
+        )
+    return BUNDLED_MODEL
+
+
+class ScreeningModel:
+    """A loaded model that honours the contract: uint8 grey pixels in, probabilities per label out.
+
+    Not thread-safe: call ``predict`` from one thread (the pipeline does).
+    """
+
+    def __init__(self, path: Path, fmt: str, engine, backend: str, metadata: ModelMetadata,
+                 threads: int) -> None:
+        self.path = path
+        self.format = fmt
+        self.backend = backend
+        self.metadata = metadata
+        self.threads = threads
+        self._engine = engine
+        spec = engine.input
+        self._channels_last, self._channels = _image_layout(spec, path)
+        self._fixed_batch = spec.shape[0] is not None
+        self._input_dtype = spec.dtype
+        self._input_lut = _quantization_lut(spec)
+        out = engine.output
+        self._output_scale = out.scale if out.quantized else None
+        self._output_zero_point = out.zero_point
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.metadata.labels
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) the pixels passed to :meth:`predict` must have."""
+        return self.metadata.input_size
+
+    @property
+    def fixed_batch(self) -> bool:
+        """True when the model runs one image per call (its batch dimension is fixed)."""
+        return self._fixed_batch
+
+    def predict(self, pixels: np.ndarray) -> np.ndarray:
+        """Probabilities ``(N, len(labels))`` float32 for grey pixels ``(N, H, W, 1)`` uint8."""
+        height, width = self.metadata.input_size
+        if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (height, width, 1):
+            raise ValueError(
+                f"predict expects uint8 pixels of shape (N, {height}, {width}, 1), "
+                f"got {pixels.dtype} {pixels.shape}"
+            )
+        batch = self._model_input(pixels)
+        if self._fixed_batch:
+            raw = np.concatenate([self._engine.run(batch[i:i + 1]) for i in range(len(batch))])
+        else:
+            raw = self._engine.run(batch)
+        return self._probabilities(raw, len(pixels))
+
+    def _model_input(self, pixels: np.ndarray) -> np.ndarray:
+        if not self._channels_last:
+            pixels = pixels.transpose(0, 3, 1, 2)
+        if self._channels != 1:
+            shape = list(pixels.shape)
+            shape[3 if self._channels_last else 1] = self._channels
+            pixels = np.broadcast_to(pixels, shape)
+        if self._input_lut is not None:
+            return self._input_lut[pixels]
+        # astype always copies into a fresh contiguous array, which is what the runtimes need.
+        return pixels.astype(self._input_dtype) if pixels.dtype != self._input_dtype \
+            else np.ascontiguousarray(pixels)
+
+    def _probabilities(self, raw: np.ndarray, n: int) -> np.ndarray:
+        raw = raw.reshape(n, -1)
+        if raw.shape[1] != len(self.labels):
+            raise ModelContractError(
+                f"{self.path}: the model outputs {raw.shape[1]} values per image but has "
+                f"{len(self.labels)} labels"
+            )
+        if self._output_scale is not None:
+            return (raw.astype(np.float32) - self._output_zero_point) * np.float32(self._output_scale)
+        return raw.astype(np.float32, copy=False)
+
+    def info(self) -> dict:
+        """Self-description: labels, tensors, quantization, thresholds, metadata, runtime, file size."""
+        meta = self.metadata
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "file_size_bytes": self.path.stat().st_size,
+            "backend": self.backend,
+            "threads": self.threads,
+            "labels": list(meta.labels),
+            "input_size": list(meta.input_size),
+            "batch": "one image per call" if self._fixed_batch else "dynamic",
+            "input": self._engine.input.describe(),
+            "output": self._engine.output.describe(),
+            "negative_label": meta.negative_label,
+            "threshold": meta.threshold,
+            "preprocessing": meta.preprocessing,
+            "metadata": asdict(meta),
+        }
+
+    def __repr__(self) -> str:
+        return f"ScreeningModel({str(self.path)!r}, {self.backend}, labels={list(self.labels)})"
+
+
+def _image_layout(spec: TensorSpec, path: Path) -> tuple[bool, int]:
+    """(channels_last, channels) of an image input: NHWC as the contract says, or a third-party NCHW."""
+    shape = spec.shape
+    if len(shape) == 4 and shape[3] in (1, 3):
+        return True, shape[3]
+    if len(shape) == 4 and shape[1] in (1, 3):
+        return False, shape[1]
+    dims = ["N" if d is None else d for d in shape]
+    raise ModelContractError(
+        f"{path}: input shape {dims} is not an image batch (N, H, W, 1) with 1 or 3 channels"
+    )
+
+
+def _input_hw(spec: TensorSpec, channels_last: bool) -> tuple[int | None, int | None]:
+    return spec.shape[1:3] if channels_last else spec.shape[2:4]
+
+
+def _quantization_lut(spec: TensorSpec) -> np.ndarray | None:
+    """Pixel value -> quantized input value, for integer inputs whose quantization is not the identity."""
+    if not spec.quantized or (spec.dtype == np.uint8 and spec.scale == 1.0 and spec.zero_point == 0):
+        return None
+    info = np.iinfo(spec.dtype)
+    levels = np.rint(np.arange(256) / spec.scale + spec.zero_point)
+    return np.clip(levels, info.min, info.max).astype(spec.dtype)
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    labels: Sequence[str] | None = None,
+    threads: int | None = None,
+    backend: str | None = None,
+) -> ScreeningModel:
+    """Open a ``.tflite`` or ``.onnx`` model and check it against the model-file contract.
+
+    The metadata comes from the file. ``labels`` names the outputs of a model without metadata
+    (its input size is then read from its input shape) or renames those of one with it.
+    ``threads`` is the runtime's thread count (None: one per usable core). ``backend`` forces a
+    runtime by name (see ``available_backends``). Raises ``ModelContractError`` naming the file when
+    it is not a usable model, ``MissingRuntimeError`` (an ImportError) with the pip command when no
+    runtime for its format is installed, ``FileNotFoundError`` when it does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    fmt = model_format(path)
+    threads = threads or usable_cores()
+    engine, backend_name = open_engine(path, fmt, threads, backend)
+    metadata = _resolve_metadata(path, engine, labels)
+    return ScreeningModel(path, fmt, engine, backend_name, metadata, threads)
+
+
+def _resolve_metadata(path: Path, engine, labels: Sequence[str] | None) -> ModelMetadata:
+    spec = engine.input
+    channels_last, _ = _image_layout(spec, path)
+    height, width = _input_hw(spec, channels_last)
+    labels = None if labels is None else tuple(labels)
+    if engine.metadata is not None:
+        metadata = ModelMetadata.from_json(engine.metadata)
+        if labels is not None:
+            keep_flag = metadata.negative_label in labels
+            metadata = metadata.with_updates(
+                labels=labels,
+                negative_label=metadata.negative_label if keep_flag else None,
+                threshold=metadata.threshold if keep_flag else None,
+            )
+    elif labels is None:
+        raise ModelContractError(
+            f"{path} carries no xscreen metadata: name its outputs in order, "
+            "e.g. --labels healthy,pneumonia,covid"
+        )
+    else:
+        if height is None or width is None:
+            raise ModelContractError(
+                f"{path}: no xscreen metadata and a dynamic input size; xscreen cannot tell what size to feed it"
+            )
+        metadata = ModelMetadata(
+            labels=labels, input_size=(height, width),
+            input_dtype="float32" if spec.dtype.kind == "f" else "uint8",
+        )
+
+    if metadata.preprocessing != PREPROCESSING_ID:
+        raise ModelContractError(
+            f"{path} expects preprocessing {metadata.preprocessing!r}, but this xscreen implements "
+            f"{PREPROCESSING_ID!r}: use the xscreen version that exported it, or re-export it"
+        )
+    if height is not None and width is not None and (height, width) != metadata.input_size:
+        raise ModelContractError(
+            f"{path}: metadata says input {metadata.input_size[0]}x{metadata.input_size[1]} but the "
+            f"model's input is {height}x{width}"
+        )
+    n_outputs = engine.output.shape[-1]
+    if n_outputs is not None and n_outputs != len(metadata.labels):
+        raise ModelContractError(
+            f"{path}: {len(metadata.labels)} labels ({', '.join(metadata.labels)}) but the model "
+            f"outputs {n_outputs} values per image"
+        )
+    return metadata
