@@ -278,3 +278,82 @@ def _flag_line(description: dict) -> str:
         return "none (the model defines no review threshold)"
     return f"needs review when 1 - p({negative}) >= {threshold:g}"
 
+
+
+def _parse_thread_counts(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"expected comma-separated positive integers such as 1,2, got {value!r}")
+    return tuple(dict.fromkeys(counts))
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", "-m", "models", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A .tflite or .onnx model to measure; repeat the option for several.")
+@click.option("--threads", default="1", show_default=True, callback=_parse_thread_counts, metavar="N,M",
+              help="Inference thread counts to measure each model at.")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("bench"),
+              show_default=True, help="Folder for bench.json, bench.md and pareto.png.")
+@click.option("--limit", type=click.IntRange(min=1), help="Bench a class-stratified sample of this many images.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]),
+              help="Only this split: from train/valid/test folders in DATA, or from --split-file.")
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV with file and split columns, e.g. runs/cxr3/split.csv from xscreen train.")
+@click.option("--floor", type=click.FloatRange(0, 1),
+              help="Exit with status 1 when any model's macro-F1 is below this (a CI gate).")
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Timed batch-1 inferences per model and thread count.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Untimed inferences before them.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit sample.")
+def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: Path, limit, split, split_file,
+          floor, runs: int, warmup: int, seed: int) -> None:
+    """Measure speed against accuracy for each --model at each thread count on labelled folder DATA.
+
+    DATA holds one sub-folder per class (or train/valid/test folders of them; a manifest.csv may
+    relabel). Per model and thread count: accuracy per class, batch-1 latency percentiles, images/s
+    through the `xscreen run` pipeline, file size, load time, peak memory. Writes OUT/bench.json,
+    OUT/bench.md and OUT/pareto.png. Exit 2 when DATA has a class a model does not know.
+    """
+    from rich import box
+
+    from .bench import BenchConfig, BenchError, run_bench, summary_rows, write_report
+    from .runtime._labelled import LabelledFolderError
+
+    err = Console(stderr=True)
+    config = BenchConfig(data=data, models=models, threads=threads, runs=runs, warmup=warmup, limit=limit,
+                         split=split, split_file=split_file, seed=seed)
+    try:
+        report = run_bench(config, progress=lambda message: err.print(f"measuring {message}", highlight=False))
+    except (BenchError, LabelledFolderError, ModelContractError, MissingRuntimeError) as exc:
+        raise CommandError(str(exc)) from None
+    written = write_report(report, out)
+
+    rows = summary_rows(report.results)
+    table = Table(title=f"xscreen bench: {report.data['n_images']:,} images of {escape(str(data))}",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    for column in rows[0]:
+        table.add_column(escape(column), justify="left" if column in ("model", "format") else "right")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row.values()))
+    # A log has no width: keep the table whole instead of folding it into 80 columns.
+    console = Console() if Console().is_terminal else Console(width=200)
+    console.print(table)
+    hardware = report.hardware
+    console.print(f"{escape(hardware['cpu_model'])}, {hardware['cores_logical']} cores, "
+                  f"{escape(', '.join(hardware['simd']) or 'no SIMD flags found')}", highlight=False)
+    console.print(f"wrote {escape(', '.join(str(p) for p in written.values() if p))}", highlight=False)
+    if written["plot"] is None:
+        console.print("no pareto.png: matplotlib is not installed (pip install 'xscreen[report]')")
+    console.print(f"[dim]{DISCLAIMER}[/]")
+    below = report.below_floor(floor) if floor is not None else []
+    for row in below:
+        err.print(f"[red]below the floor[/] {escape(row['model'])} at {row['threads']} thread(s): macro-F1 "
+                  f"{row['metrics']['macro_f1']:.4f} < {floor:g}", highlight=False)
+    if below:
+        sys.exit(1)

@@ -1,0 +1,207 @@
+"""xscreen bench: the report a user reads and the exit codes CI gates on (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from xscreen.bench import (
+    SCHEMA_VERSION,
+    BenchError,
+    BenchReport,
+    latency_summary,
+    measure_latency,
+    select_images,
+    write_report,
+)
+from xscreen.cli import main
+from xscreen.runtime._labelled import LabelledImage
+
+MODELS = Path(__file__).parent / "fixtures" / "models"
+FP32, INT8 = MODELS / "brightness_fp32.tflite", MODELS / "brightness_int8.tflite"
+
+# The fixture models classify by mean brightness: < 85 healthy, 85..170 pneumonia, > 170 covid.
+DARK, MID, BRIGHT = 40, 128, 220
+# (folder label, brightness, count): one bright "healthy" and one mid "covid" are misclassified on purpose.
+LABELLING = [("healthy", DARK, 4), ("healthy", BRIGHT, 1), ("pneumonia", MID, 4),
+             ("covid", BRIGHT, 3), ("covid", MID, 1)]
+# Rows truth, columns prediction, in the models' label order (healthy, pneumonia, covid).
+EXPECTED_CONFUSION = [[4, 0, 1], [0, 4, 0], [0, 1, 3]]
+
+
+def write_labelled_folder(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for label, level, count in LABELLING:
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            noise = rng.integers(-5, 6, size=(40, 48))
+            pixels = np.clip(level + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{level}-{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory) -> Path:
+    return write_labelled_folder(tmp_path_factory.mktemp("cxr") / "data")
+
+
+def bench(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["bench", *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def two_models_two_threads(labelled, tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    code, output = bench(str(labelled), "--model", str(FP32), "--model", str(INT8), "--threads", "1,2",
+                         "--runs", "20", "--warmup", "2", "--out", str(out))
+    assert code == 0, output
+    return json.loads((out / "bench.json").read_text()), out
+
+
+def test_bench_json_has_the_documented_schema(two_models_two_threads):
+    report, _ = two_models_two_threads
+    assert report["schema_version"] == SCHEMA_VERSION
+    for key in ("hardware", "data", "settings", "methods", "results", "disclaimer"):
+        assert key in report
+    for key in ("cpu_model", "cores_logical", "cores_physical", "simd", "os", "python", "xscreen", "packages",
+                "date_utc"):
+        assert key in report["hardware"]
+    assert report["data"]["n_images"] == 13
+    assert report["data"]["per_class"] == {"covid": 4, "healthy": 5, "pneumonia": 4}
+    assert [(r["model"], r["threads"]) for r in report["results"]] == [
+        (FP32.name, 1), (FP32.name, 2), (INT8.name, 1), (INT8.name, 2)]
+    for row in report["results"]:
+        for key in ("model", "format", "threads", "size_bytes", "load_ms", "peak_rss_mb", "latency_ms",
+                    "throughput_ips", "metrics"):
+            assert key in row, key
+        assert row["format"] == "tflite"
+        assert row["size_bytes"] == Path(row["path"]).stat().st_size
+        assert row["peak_rss_mb"] > 0 and row["load_ms"] > 0 and row["throughput_ips"] > 0
+        assert row["pipeline"]["images"] == 13 and row["pipeline"]["failed"] == 0
+    assert "Not a medical device" in report["disclaimer"]
+
+
+def test_latency_percentiles_are_ordered(two_models_two_threads):
+    report, _ = two_models_two_threads
+    for row in report["results"]:
+        lat = row["latency_ms"]
+        assert lat["runs"] == 20 and lat["warmup"] == 2
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert lat["min"] <= lat["mean"] <= lat["max"]
+
+
+def test_metrics_match_a_known_labelling(two_models_two_threads):
+    report, _ = two_models_two_threads
+    for row in report["results"]:
+        m = row["metrics"]
+        assert m["labels"] == ["healthy", "pneumonia", "covid"]
+        assert m["confusion_matrix"] == EXPECTED_CONFUSION
+        assert m["accuracy"] == pytest.approx(11 / 13)
+        healthy = {k: m["per_class"]["healthy"][k] for k in ("precision", "recall", "f1", "support")}
+        assert healthy == pytest.approx({"precision": 1.0, "recall": 0.8, "f1": 2 * 0.8 / 1.8, "support": 5})
+        assert m["per_class"]["pneumonia"]["precision"] == pytest.approx(0.8)
+        assert m["per_class"]["covid"]["recall"] == pytest.approx(0.75)
+        f1s = [2 * 0.8 / 1.8, 2 * 0.8 / 1.8, 0.75]
+        assert m["macro_f1"] == pytest.approx(np.mean(f1s))
+        # Abnormal = not healthy; the bright "healthy" film is the one false positive.
+        s = m["screening"]
+        assert (s["tp"], s["fn"], s["tn"], s["fp"]) == (8, 0, 4, 1)
+        assert s["sensitivity"] == 1.0 and s["specificity"] == pytest.approx(0.8)
+
+
+def test_markdown_and_plot_are_written(two_models_two_threads):
+    _, out = two_models_two_threads
+    md = (out / "bench.md").read_text()
+    assert "| model | format | threads | size | p50 ms | p90 ms | images/s | macro-F1 |" in md
+    assert md.count(f"| {INT8.name} |") == 2
+    assert "Not a medical device" in md and "## Caveats" in md
+    pytest.importorskip("matplotlib")
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![latency p50 vs macro-F1](pareto.png)" in md
+
+
+def test_without_matplotlib_the_report_says_so_in_one_line(two_models_two_threads, tmp_path, monkeypatch):
+    report, _ = two_models_two_threads
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    written = write_report(BenchReport(report["hardware"], report["data"], report["settings"],
+                                       report["results"]), tmp_path)
+    assert written["plot"] is None and not (tmp_path / "pareto.png").exists()
+    md = (tmp_path / "bench.md").read_text()
+    notes = [line for line in md.splitlines() if "matplotlib" in line]
+    assert notes == ["No Pareto plot: matplotlib is not installed (pip install 'xscreen[report]')."]
+
+
+def test_floor_gates_ci_with_exit_code_1(labelled, tmp_path):
+    args = [str(labelled), "--model", str(FP32), "--runs", "5", "--warmup", "1"]
+    code, output = bench(*args, "--floor", "0.9", "--out", str(tmp_path / "strict"))
+    assert code == 1
+    assert "below the floor" in output and FP32.name in output
+    assert (tmp_path / "strict" / "bench.json").exists()  # the report is written before failing
+    code, output = bench(*args, "--floor", "0.8", "--out", str(tmp_path / "lenient"))
+    assert code == 0, output
+
+
+def test_a_class_the_model_does_not_know_is_exit_2(tmp_path):
+    data = write_labelled_folder(tmp_path / "data")
+    (data / "tuberculosis").mkdir()
+    Image.fromarray(np.full((40, 48), MID, np.uint8)).save(data / "tuberculosis" / "tb.png")
+    code, output = bench(str(data), "--model", str(FP32), "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert "tuberculosis" in output and "does not know" in output
+    assert not (tmp_path / "out").exists()  # refused before measuring anything
+
+
+def test_limit_takes_a_stratified_sample(labelled, tmp_path):
+    code, output = bench(str(labelled), "--model", str(FP32), "--limit", "6", "--runs", "5",
+                         "--out", str(tmp_path))
+    assert code == 0, output
+    data = json.loads((tmp_path / "bench.json").read_text())["data"]
+    assert data["n_images"] == 6 and data["per_class"] == {"covid": 2, "healthy": 2, "pneumonia": 2}
+
+
+def test_select_images_is_proportional_deterministic_and_keeps_every_class():
+    images = [LabelledImage(Path(f"{label}/{i}.png"), label, f"{label}{i}")
+              for label, n in (("a", 60), ("b", 30), ("c", 10)) for i in range(n)]
+    sample = select_images(images, 20, seed=1)
+    assert [img.label for img in sample].count("a") == 12
+    assert [img.label for img in sample].count("b") == 6
+    assert [img.label for img in sample].count("c") == 2
+    assert sample == select_images(images, 20, seed=1)
+    assert sample != select_images(images, 20, seed=2)
+    rare = select_images(images, 4, seed=0)
+    assert sorted({img.label for img in rare}) == ["a", "b", "c"] and len(rare) == 4
+    with pytest.raises(BenchError, match="smaller than the 3 classes"):
+        select_images(images, 2)
+
+
+def test_split_file_selects_the_test_split(labelled, tmp_path):
+    files = sorted(labelled.rglob("*.png"))
+    split_csv = tmp_path / "split.csv"
+    test_files = [f for f in files if f.stem.endswith("-0")]
+    split_csv.write_text("file,label,group,split\n" + "".join(
+        f"{f},{f.parent.name},g{i},{'test' if f in test_files else 'train'}\n" for i, f in enumerate(files)))
+    code, output = bench(str(labelled), "--model", str(FP32), "--split", "test", "--split-file", str(split_csv),
+                         "--runs", "5", "--out", str(tmp_path / "out"))
+    assert code == 0, output
+    data = json.loads((tmp_path / "out" / "bench.json").read_text())["data"]
+    assert data["n_images"] == len(test_files) and data["split"] == "test"
+
+
+def test_latency_summary_orders_percentiles_of_any_sample():
+    sample = np.random.default_rng(3).lognormal(1.0, 0.5, size=101)
+    s = latency_summary(sample)
+    assert s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
+    assert s["p50"] == pytest.approx(np.median(sample)) and s["runs"] == 101
+
+
+def test_measure_latency_runs_warmup_then_timed_calls():
+    calls = []
+    result = measure_latency(calls.append, np.zeros((1, 4, 4, 1), np.uint8), runs=7, warmup=3)
+    assert len(calls) == 10 and result["runs"] == 7 and result["warmup"] == 3
