@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
+from .export._formats import FORMATS as EXPORT_FORMATS
 from .runtime import (
     BACKEND_NAMES,
     OUTPUT_SUFFIXES,
@@ -357,3 +358,121 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
                   f"{row['metrics']['macro_f1']:.4f} < {floor:g}", highlight=False)
     if below:
         sys.exit(1)
+
+
+def _require_training_stack() -> None:
+    from .export import has_training_stack
+
+    if not has_training_stack():
+        raise CommandError("training and export need TensorFlow: pip install 'xscreen[train]'")
+
+
+@main.command("train")
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/xscreen"), show_default=True,
+              help="Run folder: model.keras, model.json, split.csv, report.json/.md.")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="imagenet (Keras download or ~/.keras/models), none, or a local MobileNetV2 .h5 file.")
+@click.option("--input-size", default=224, show_default=True, type=click.IntRange(32, 1024))
+@click.option("--alpha", default=1.0, show_default=True, type=float, help="MobileNetV2 width multiplier.")
+@click.option("--fine-tune-from", default="block_11", show_default=True,
+              help="First MobileNetV2 block to fine-tune; the blocks below are frozen and cached.")
+@click.option("--views", default=4, show_default=True, type=click.IntRange(1, 16),
+              help="Cached views per training image: the original plus augmented copies.")
+@click.option("--head-epochs", default=30, show_default=True, type=click.IntRange(0))
+@click.option("--epochs", default=12, show_default=True, type=click.IntRange(0), help="Fine-tune epochs.")
+@click.option("--patience", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--min-sensitivity", default=0.98, show_default=True, type=click.FloatRange(0, 1),
+              help="Abnormal sensitivity the screening threshold must reach on validation.")
+@click.option("--horizontal-flip/--no-horizontal-flip", default=False, show_default=True)
+@click.option("--limit", type=click.IntRange(1), help="Use at most N images per class (quick runs).")
+@click.option("--seed", default=0, show_default=True)
+def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, head_epochs, epochs, patience,
+                  batch_size, min_sensitivity, horizontal_flip, limit, seed):
+    """Train a MobileNetV2 screening model on DATA (one sub-folder per class)."""
+    _require_training_stack()
+    from .export import TrainConfig, train
+
+    config = TrainConfig(
+        data=data, out=out, weights=None if weights.lower() == "none" else weights, input_size=input_size,
+        alpha=alpha, fine_tune_from=fine_tune_from, views=views, head_epochs=head_epochs, epochs=epochs,
+        patience=patience, batch_size=batch_size, min_sensitivity=min_sensitivity,
+        horizontal_flip=horizontal_flip, limit=limit, seed=seed,
+    )
+    try:
+        result = train(config, log=_log_line)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from None
+    console = Console()
+    console.print(_metrics_table(result.test_report, "held-out test split"))
+    console.print(f"model {escape(str(result.model_path))}; report {escape(str(out / 'report.md'))}; "
+                  f"{result.timings['total_s'] / 60:.1f} min in all, "
+                  f"{result.timings['fine_tune_epoch_s']:.0f} s per fine-tune epoch", highlight=False)
+    console.print(f"[dim]{DISCLAIMER}[/]")
+
+
+@main.command("export")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--formats", default="all", show_default=True,
+              help="all, or a comma-separated list of: " + ", ".join(list(EXPORT_FORMATS)))
+@click.option("--calibration", type=click.Path(path_type=Path),
+              help="Labelled folder of real images for int8 calibration (training images only are used).")
+@click.option("--calibration-size", default=200, show_default=True, type=click.IntRange(10))
+@click.option("--verify", type=click.Path(path_type=Path),
+              help="Labelled folder to verify on (default: the training run's test split).")
+@click.option("--verify-size", type=click.IntRange(1), help="Verify on at most N images (stratified).")
+@click.option("--labels", help="Comma-separated labels in output order, for a model without model.json.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
+@click.option("--stem", default="xscreen", show_default=True, help="File name prefix.")
+@click.option("--strict", is_flag=True, help="Fail (exit 1) when an int8 format loses > 1 point of macro-F1.")
+def export_command(model, formats, calibration, calibration_size, verify, verify_size, labels, out, stem, strict):
+    """Export a trained Keras MODEL to TFLite and ONNX formats, each verified against it."""
+    _require_training_stack()
+    from .export import ExportConfig, export_model
+
+    config = ExportConfig(
+        model=model, out=out, formats=formats, calibration=calibration, calibration_size=calibration_size,
+        verify=verify, verify_size=verify_size, stem=stem, strict=strict,
+        labels=tuple(s.strip() for s in labels.split(",")) if labels else None,
+    )
+    try:
+        report = export_model(config, log=_log_line)
+    except ValueError as exc:  # ExportError, unknown format, bad labels
+        raise CommandError(str(exc)) from None
+    table = Table(title=f"export of {model} (verified on {report['verification']['images']} held-out images)")
+    for column in ("format", "file", "MB", "agreement", "max |Δp|", "macro-F1", "Δ pts", "status"):
+        table.add_column(column)
+    for row in report["formats"]:
+        if row["status"] == "error":
+            table.add_row(row["format"], row["file"], "", "", "", "", "", f"[red]error[/] {escape(row['note'])}")
+            continue
+        colour = {"pass": "green", "warn": "yellow", "fail": "red"}[row["status"]]
+        table.add_row(row["format"], row["file"], f"{row['size_bytes'] / 1e6:.2f}", f"{row['top1_agreement']:.4f}",
+                      f"{row['max_abs_dp']:.4f}", f"{row['metrics']['macro_f1']:.4f}",
+                      f"{row['macro_f1_delta'] * 100:+.2f}", f"[{colour}]{row['status']}[/] {escape(row['note'])}")
+    console = Console() if Console().is_terminal else Console(width=200)
+    console.print(table)
+    console.print(f"report: {escape(str(out / 'export_report.md'))}", highlight=False)
+    if any(row["status"] in ("fail", "error") for row in report["formats"]):
+        sys.exit(1)
+
+
+def _log_line(message: str) -> None:
+    Console(stderr=True).print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(message)}", highlight=False)
+
+
+def _metrics_table(report: dict, title: str) -> Table:
+    """Per-class precision / recall / F1 / support, then macro-F1 and the screening point."""
+    table = Table(title=title, title_justify="left")
+    for column in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for label, row in report["per_class"].items():
+        table.add_row(escape(label), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+                      str(row["support"]))
+    table.add_row("macro-F1", "", "", f"{report['macro_f1']:.4f}", str(report["n"]), style="bold")
+    screening = report.get("screening")
+    if screening and screening["sensitivity"] is not None and screening["specificity"] is not None:
+        table.caption = (f"abnormal vs {screening['negative_label']} at threshold {screening['threshold']:.3f}: "
+                         f"sensitivity {screening['sensitivity']:.4f}, specificity {screening['specificity']:.4f}")
+    return table

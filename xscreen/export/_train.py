@@ -44,14 +44,14 @@ class TrainConfig:
     weights: str | None = "imagenet"
     input_size: int = 224
     alpha: float = 1.0
-    fine_tune_from: str = "block_11"
+    fine_tune_from: str = "block_8"
     views: int = 4  # cached views per training image: the original and views-1 augmented ones
     head_epochs: int = 30
-    epochs: int = 12
-    patience: int = 3
+    epochs: int = 15
+    patience: int = 4
     batch_size: int = 32
     head_lr: float = 1e-3
-    fine_lr: float = 1e-4
+    fine_lr: float = 5e-5
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     min_sensitivity: float = 0.98  # abnormal sensitivity the validation threshold must reach
     horizontal_flip: bool = False
@@ -244,7 +244,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     for layer in upper.layers:
         layer.trainable = True
     freeze_batchnorm(upper)
-    upper.compile(keras.optimizers.Adam(config.fine_lr), "sparse_categorical_crossentropy")
+    # Cosine decay: large early steps adapt the blocks, small late ones stop the epoch-to-epoch swings.
+    steps = max(1, config.epochs) * int(np.ceil(n_train / config.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(config.fine_lr, decay_steps=steps, alpha=0.05)
+    upper.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy")
     rng = np.random.default_rng(config.seed)
 
     def fine_epoch_data(epoch: int):
