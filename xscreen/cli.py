@@ -476,3 +476,25 @@ def _metrics_table(report: dict, title: str) -> Table:
         table.caption = (f"abnormal vs {screening['negative_label']} at threshold {screening['threshold']:.3f}: "
                          f"sensitivity {screening['sensitivity']:.4f}, specificity {screening['specificity']:.4f}")
     return table
+
+
+@main.command()
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@model_option
+@click.pass_context
+def demo(ctx: click.Context, folder: Path | None, model_path: Path | None) -> None:
+    """Screen FOLDER with the bundled model; with no FOLDER, write synthetic test films first and say so.
+
+    The synthetic films (./xscreen-demo, every name marked SYNTHETIC) are drawn by a program, not
+    X-rays of anyone: they show the pipeline at work, and the predictions on them mean nothing.
+    """
+    from .runtime._demo import DEMO_NOTE, write_demo_films
+
+    if folder is None:
+        folder = Path("xscreen-demo")
+        films = write_demo_films(folder)
+        Console(stderr=True).print(f"[yellow]wrote {len(films)} {escape(DEMO_NOTE.strip())}[/]\n"
+                                   f"folder: {escape(str(folder))}", highlight=False)
+    elif not folder.is_dir():
+        raise CommandError(f"{folder} is not a folder")
+    ctx.invoke(run, target=folder, model_path=model_path, out=folder / "results.csv", overwrite=True)
