@@ -71,7 +71,7 @@ def usable_cores() -> int:
 
 def _is_installed(backend: Backend) -> bool:
     # find_spec on the top-level package imports nothing, so probing TensorFlow costs nothing.
-    return importlib.util.find_spec(backend.module.split(".")[0]) is not None
+    return importlib.util.find_spec(backend.module.partition(":")[0].split(".")[0]) is not None
 
 
 def _version(backend: Backend) -> str:

@@ -102,7 +102,7 @@ class CsvResultWriter(_ResultWriter):
 
     def _read_existing(self, text: str) -> int:
         lines = _LineCounter(text)
-        reader = csv.reader(lines)
+        reader = csv.reader(lines, strict=True)
         try:
             header = next(reader)
         except StopIteration:
@@ -117,12 +117,11 @@ class CsvResultWriter(_ResultWriter):
         try:
             for row in reader:
                 if len(row) != len(expected) or row[1] not in STATUSES:
-                    if lines.exhausted:
-                        break  # a torn last row: drop it
                     raise self._damaged(reader.line_num, "is not a result row")
                 self.done.add(row[0])
                 keep = lines.consumed
         except csv.Error as exc:
+            # The file ends inside a quoted field (a file name with a newline, torn): drop that row.
             if not lines.exhausted:
                 raise self._damaged(reader.line_num, f"is not valid CSV ({exc})") from exc
         return len(text[:keep].encode(**_ENCODING))
