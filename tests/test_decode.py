@@ -121,6 +121,12 @@ def test_every_bad_file_gets_a_reason(bad_files):
         assert reason in str(caught.value), (path, str(caught.value))
 
 
+def test_a_pipe_named_like_an_image_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(DecodeError, match="not a regular file"):
+        decode_radiograph(tmp_path / "pipe.png")
+
+
 def test_missing_file_is_a_decode_error(tmp_path):
     with pytest.raises(DecodeError, match="No such file"):
         decode_radiograph(tmp_path / "gone.png")

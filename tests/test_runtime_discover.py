@@ -54,6 +54,14 @@ def test_dicom_without_extension_is_found_by_content(tmp_path):
     assert names(discover_inputs(tmp_path), tmp_path) == ["1.2.840.10008.99", "IM000001"]
 
 
+def test_pipes_are_not_opened(tmp_path):
+    os.mkfifo(tmp_path / "pipe")  # opening it to sniff its content would block forever
+    os.mkfifo(tmp_path / "pipe.png")  # screened, and its row says why it failed
+    ignored = []
+    found = names(discover_inputs(tmp_path, on_ignored=lambda p, r: ignored.append(p.name)), tmp_path)
+    assert found == ["pipe.png"] and ignored == ["pipe"]
+
+
 def test_image_content_under_another_extension_is_found(tmp_path):
     save_png(tmp_path / "scan.png", grey(1))
     os.rename(tmp_path / "scan.png", tmp_path / "scan.image")

@@ -10,6 +10,7 @@ model carries in its metadata; the runtime refuses a model that asks for another
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import warnings
 from pathlib import Path
@@ -61,7 +62,10 @@ def decode_radiograph(path: str | os.PathLike, size: tuple[int, int] | None = No
     """
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a pipe would block the read below forever
+            raise DecodeError("not a regular file (a folder, pipe or device)")
+        if info.st_size == 0:
             raise DecodeError("empty file (0 bytes)")
         kind = sniff_format(path)
     except OSError as exc:

@@ -78,15 +78,13 @@ def _walk(folder: Path, real_root: str, follow_symlinks: bool, on_ignored: OnIgn
             yield from _walk(path, real_root, follow_symlinks, on_ignored, entered)
         elif link and not follow_symlinks and not _inside(os.path.realpath(path), real_root):
             on_ignored(path, SYMLINK_OUT)
-        elif _looks_like_image(path):
+        elif path.suffix.lower() in IMAGE_EXTENSIONS or (entry.is_file() and _sniffs_as_image(path)):
             yield path
         else:
             on_ignored(path, NOT_AN_IMAGE)
 
 
-def _looks_like_image(path: Path) -> bool:
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        return True
+def _sniffs_as_image(path: Path) -> bool:
     try:
         return sniff_format(path) is not None
     except OSError:
