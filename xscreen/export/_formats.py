@@ -129,6 +129,8 @@ def convert_onnx_int8(inputs: ExportInputs) -> bytes:
             str(pre), str(out), Calibration(input_name),
             quant_format=QuantFormat.QDQ, per_channel=True,
             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+            # Min/max in strides of 32 images: the default keeps every activation of every image (GBs).
+            extra_options={"CalibStridedMinMax": 32},
         )
         return out.read_bytes()
 
