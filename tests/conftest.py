@@ -20,6 +20,7 @@ FP32_TFLITE = MODELS / "brightness_fp32.tflite"
 INT8_TFLITE = MODELS / "brightness_int8.tflite"
 FP32_ONNX = MODELS / "brightness_fp32.onnx"
 THIRD_PARTY_TFLITE = MODELS / "third_party_b1.tflite"  # no metadata, batch fixed at 1, 24x20
+THIRD_PARTY_NCHW_ONNX = MODELS / "third_party_nchw_rgb.onnx"  # no metadata, (N, 3, 24, 20)
 LABEL_MISMATCH_TFLITE = MODELS / "label_mismatch.tflite"
 OTHER_PREPROCESSING_TFLITE = MODELS / "other_preprocessing.tflite"
 CONTRACT_MODELS = [FP32_TFLITE, INT8_TFLITE, FP32_ONNX]

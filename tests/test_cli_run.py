@@ -172,6 +172,13 @@ def test_missing_target_and_unknown_output_format_are_usage_errors(tmp_path):
                           ".csv or .jsonl")
 
 
+def test_an_output_that_cannot_be_written_is_exit_2(brightness_folder, tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    result = xscreen("run", Path(next(iter(brightness_folder))).parent, "-m", INT8_TFLITE,
+                     "--out", tmp_path / "a_file" / "results.csv")
+    assert_one_line_error(result, 2, "a_file")
+
+
 def test_the_bundled_model_is_the_default_and_its_absence_is_explained(brightness_folder, tmp_path, monkeypatch):
     folder = Path(next(iter(brightness_folder))).parent
     monkeypatch.setattr(model_module, "BUNDLED_MODEL", tmp_path / "models" / "xscreen_int8.tflite")

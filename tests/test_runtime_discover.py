@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,27 @@ def test_symlinks_do_not_lead_out_of_the_folder_by_default(tmp_path):
 
     followed = names(discover_inputs(root, follow_symlinks=True), root)
     assert followed == ["inside_link.png", "linked_dir/elsewhere.png", "outside_link.png", "real.png"]
+
+
+def test_an_unreadable_subfolder_is_reported_and_the_rest_screened():
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        root.chmod(0o755)
+        (root / "locked").mkdir()
+        save_png(root / "locked" / "inside.png", grey(1))
+        save_png(root / "open.png", grey(1))
+        (root / "locked").chmod(0)
+        ignored = []
+        as_root = os.geteuid() == 0
+        if as_root:  # root reads every folder: look as an unprivileged user
+            os.seteuid(65534)
+        try:
+            found = names(discover_inputs(root, on_ignored=lambda p, r: ignored.append((p.name, r))), root)
+        finally:
+            if as_root:
+                os.seteuid(0)
+    assert found == ["open.png"]
+    assert ignored == [("locked", "folder cannot be read (Permission denied)")]
 
 
 def test_single_file_is_taken_whatever_it_is(tmp_path):

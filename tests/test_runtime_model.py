@@ -16,6 +16,7 @@ from conftest import (
     LABELS,
     LEVELS,
     OTHER_PREPROCESSING_TFLITE,
+    THIRD_PARTY_NCHW_ONNX,
     THIRD_PARTY_TFLITE,
 )
 
@@ -80,6 +81,22 @@ def test_third_party_model_runs_with_labels_and_its_own_input_shape():
     assert model.metadata.threshold is None and model.metadata.needs_review([1, 0, 0]) is None
     probabilities = model.predict(flat_batch([0, 128, 250, 30], size=(24, 20)))  # 4 calls of one image
     assert probabilities.argmax(1).tolist() == [0, 1, 2, 0]
+
+
+def test_third_party_channels_first_rgb_model_gets_grey_tiled_to_rgb():
+    model = load_model(THIRD_PARTY_NCHW_ONNX, labels=["dark", "mid", "bright"])
+    assert model.input_size == (24, 20) and not model.fixed_batch
+    assert model.info()["input"]["shape"] == ["N", 3, 24, 20]
+    probabilities = model.predict(flat_batch([0, 128, 250], size=(24, 20)))
+    assert probabilities.argmax(1).tolist() == [0, 1, 2]
+    reference = load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"])
+    np.testing.assert_allclose(probabilities, reference.predict(flat_batch([0, 128, 250], size=(24, 20))),
+                               atol=1e-5)
+
+
+def test_labels_must_be_a_sequence_not_a_string():
+    with pytest.raises(TypeError, match="sequence of class names"):
+        load_model(THIRD_PARTY_TFLITE, labels="dark,mid,bright")
 
 
 def test_third_party_model_without_labels_asks_for_them():

@@ -125,6 +125,9 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
         raise CommandError("--resume and --overwrite contradict each other: pick one")
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise CommandError(f"--out {out}: use a {' or '.join(OUTPUT_SUFFIXES)} file")
+    blocking = next((p for p in out.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise CommandError(f"--out {out}: {blocking} is a file, not a folder")
     if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
         raise CommandError(f"{out} already exists: pass --resume to finish that run or --overwrite to replace it")
     model = open_model(model_path, labels=labels, threads=threads, backend=backend)
@@ -137,6 +140,8 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
         )
     except (NoInputsError, ResumeError) as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:  # the target or the output cannot be read or written
+        raise CommandError(f"{exc.filename or out}: {exc.strerror or exc}") from None
     except KeyboardInterrupt:
         err.print(f"\ninterrupted: the rows written so far are in {escape(str(out))}; "
                   "finish with the same command and --resume")

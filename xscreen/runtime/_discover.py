@@ -59,8 +59,14 @@ def _walk_root(root: Path, follow_symlinks: bool, on_ignored: OnIgnored | None) 
 
 def _walk(folder: Path, real_root: str, follow_symlinks: bool, on_ignored: OnIgnored,
           entered: set[str]) -> Iterator[Path]:
-    with os.scandir(folder) as it:
-        entries = sorted(it, key=lambda entry: entry.name)
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda entry: entry.name)
+    except OSError as exc:
+        if os.path.realpath(folder) == real_root:
+            raise
+        on_ignored(folder, f"folder cannot be read ({exc.strerror})")
+        return
     for entry in entries:
         path = folder / entry.name
         if entry.name.startswith("."):

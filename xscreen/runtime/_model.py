@@ -172,6 +172,8 @@ def load_model(
     it is not a usable model, ``MissingRuntimeError`` (an ImportError) with the pip command when no
     runtime for its format is installed, ``FileNotFoundError`` when it does not exist.
     """
+    if isinstance(labels, str):
+        raise TypeError(f"labels must be a sequence of class names, not the string {labels!r}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
