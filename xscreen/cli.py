@@ -335,7 +335,7 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
     config = BenchConfig(data=data, models=models, threads=threads, runs=runs, warmup=warmup, limit=limit,
                          split=split, split_file=split_file, seed=seed)
     try:
-        report = run_bench(config, progress=lambda message: err.print(f"measuring {message}", highlight=False))
+        report = run_bench(config, progress=lambda message: err.print(message, highlight=False))
     except (BenchError, LabelledFolderError, ModelContractError, MissingRuntimeError) as exc:
         raise CommandError(str(exc)) from None
     written = write_report(report, out)

@@ -173,7 +173,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
         raise BenchError(f"thread counts must be positive, got {list(config.threads)}")
     images = labelled_images(config)
     counts = Counter(img.label for img in images)
-    models = check_labels([Path(m) for m in config.models], set(counts))
+    models = check_labels(list(dict.fromkeys(Path(m) for m in config.models)), set(counts))
     names = _display_names([m["path"] for m in models])
     report = BenchReport(
         hardware=hardware_fingerprint(),
@@ -202,10 +202,14 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
     }
     for name, model in zip(names, models):
         for threads in config.threads:
+            where = f"{name} @ {threads} thread{'s' if threads > 1 else ''}"
             if progress:
-                progress(f"{name} @ {threads} thread{'s' if threads > 1 else ''}: {len(images)} images")
+                progress(f"measuring {where}: {len(images)} images")
             row = _measure_in_fresh_process({**task, "model": str(model["path"]), "threads": threads})
             report.results.append({"model": name, "path": str(model["path"]), **row})
+            if progress:
+                progress(f"{where}: p50 {row['latency_ms']['p50']:.2f} ms, {row['throughput_ips']:.1f} images/s, "
+                         f"macro-F1 {row['metrics']['macro_f1']:.4f}, peak {row['peak_rss_mb']:.0f} MB")
     return report
 
 

@@ -101,12 +101,16 @@ def render_markdown(data: dict, plot_name: str | None) -> str:
         lines += ["Pareto front (nothing else is both faster and more accurate): "
                   + ", ".join(f"{r['model']} @ {r['threads']}t" for r in front) + ".", ""]
     lines += ["## Accuracy per model", ""]
-    seen = set()
+    shown: dict[str, list] = {}
     for r in results:
-        if r["model"] in seen:
-            continue  # thread count does not change the predictions; one table per model
-        seen.add(r["model"])
-        lines.append(report_markdown(r["metrics"], title=f"{r['model']} ({r['format']}, {r['backend']})"))
+        # One table per model, unless another thread count changed its predictions.
+        if r["metrics"]["confusion_matrix"] in shown.setdefault(r["model"], []):
+            continue
+        shown[r["model"]].append(r["metrics"]["confusion_matrix"])
+        title = f"{r['model']} ({r['variant']}, {r['backend']})"
+        if len(shown[r["model"]]) > 1:
+            title += f", {r['threads']} threads: predictions differ from fewer threads"
+        lines.append(report_markdown(r["metrics"], title=title))
     lines += ["## Caveats", ""]
     lines += [f"- {c}" for c in _caveats(data)]
     lines += ["", f"**{data['disclaimer']}**", ""]
