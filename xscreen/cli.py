@@ -317,8 +317,11 @@ def _parse_thread_counts(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
               help="Untimed inferences before them.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit sample.")
+@click.option("--workers", type=click.IntRange(min=0),
+              help="Decoding threads, as in xscreen run [default: one per core].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per batch, as in xscreen run [default: 16].")
 def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: Path, limit, split, split_file,
-          floor, runs: int, warmup: int, seed: int) -> None:
+          floor, runs: int, warmup: int, seed: int, workers, batch_size) -> None:
     """Measure speed against accuracy for each --model at each thread count on labelled folder DATA.
 
     DATA holds one sub-folder per class (or train/valid/test folders of them; a manifest.csv may
@@ -333,7 +336,7 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
 
     err = Console(stderr=True)
     config = BenchConfig(data=data, models=models, threads=threads, runs=runs, warmup=warmup, limit=limit,
-                         split=split, split_file=split_file, seed=seed)
+                         split=split, split_file=split_file, seed=seed, workers=workers, batch_size=batch_size)
     try:
         report = run_bench(config, progress=lambda message: err.print(message, highlight=False))
     except (BenchError, LabelledFolderError, ModelContractError, MissingRuntimeError) as exc:

@@ -159,9 +159,7 @@ def check_labels(models: Sequence[Path], data_labels: set[str]) -> list[dict]:
                 f"(its labels: {', '.join(model.metadata.labels)}). Bench it on data with its classes, "
                 "or rename the class folders / manifest labels to match."
             )
-        described.append({"path": Path(path), "format": model.format, "labels": list(model.metadata.labels),
-                          "data_summary": model.metadata.data_summary})
-        del model
+        described.append({"path": Path(path), "data_summary": model.metadata.data_summary})
     return described
 
 
