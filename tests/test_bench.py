@@ -121,6 +121,7 @@ def test_markdown_and_plot_are_written(two_models_two_threads):
     md = (out / "bench.md").read_text()
     assert "| model | format | threads | size | p50 ms | p90 ms | images/s | macro-F1 |" in md
     assert md.count(f"| {INT8.name} |") == 2
+    assert md.count("| 1.000 / 0.800 |") == 4  # abnormal sensitivity / specificity at the model's threshold
     assert "Not a medical device" in md and "## Caveats" in md
     pytest.importorskip("matplotlib")
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -63,6 +63,7 @@ def summary_rows(results: list[dict]) -> list[dict]:
         for label in labels:
             row = per_class.get(label)
             cells[f"recall {label}"] = "–" if not row or not row["support"] else f"{row['recall']:.3f}"
+        cells["abnormal sens / spec"] = _screening(r["metrics"].get("screening"))
         cells["peak MB"] = f"{r['peak_rss_mb']:.0f}"
         rows.append(cells)
     return rows
@@ -175,6 +176,12 @@ def _labels(results: list[dict]) -> list[str]:
     for r in results:
         labels += [label for label in r["metrics"]["labels"] if label not in labels]
     return labels
+
+
+def _screening(screening: dict | None) -> str:
+    if not screening:
+        return "no threshold"
+    return " / ".join("n/a" if v is None else f"{v:.3f}" for v in (screening["sensitivity"], screening["specificity"]))
 
 
 def _ms(value: float) -> str:
