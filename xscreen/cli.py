@@ -30,6 +30,7 @@ from rich.text import Text
 
 from . import __version__
 from .export._formats import FORMATS as EXPORT_FORMATS
+from .export._train import TrainConfig
 from .runtime import (
     BACKEND_NAMES,
     OUTPUT_SUFFIXES,
@@ -381,21 +382,22 @@ def _require_training_stack() -> None:
               help="Run folder: model.keras, model.json, split.csv, report.json/.md.")
 @click.option("--weights", default="imagenet", show_default=True,
               help="imagenet (Keras download or ~/.keras/models), none, or a local MobileNetV2 .h5 file.")
-@click.option("--input-size", default=224, show_default=True, type=click.IntRange(32, 1024))
-@click.option("--alpha", default=1.0, show_default=True, type=float, help="MobileNetV2 width multiplier.")
-@click.option("--fine-tune-from", default="block_11", show_default=True,
+@click.option("--input-size", default=TrainConfig.input_size, show_default=True, type=click.IntRange(32, 1024))
+@click.option("--alpha", default=TrainConfig.alpha, show_default=True, type=float, help="MobileNetV2 width multiplier.")
+@click.option("--fine-tune-from", default=TrainConfig.fine_tune_from, show_default=True,
               help="First MobileNetV2 block to fine-tune; the blocks below are frozen and cached.")
-@click.option("--views", default=4, show_default=True, type=click.IntRange(1, 16),
+@click.option("--views", default=TrainConfig.views, show_default=True, type=click.IntRange(1, 16),
               help="Cached views per training image: the original plus augmented copies.")
-@click.option("--head-epochs", default=30, show_default=True, type=click.IntRange(0))
-@click.option("--epochs", default=12, show_default=True, type=click.IntRange(0), help="Fine-tune epochs.")
-@click.option("--patience", default=3, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
-@click.option("--min-sensitivity", default=0.98, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--head-epochs", default=TrainConfig.head_epochs, show_default=True, type=click.IntRange(0))
+@click.option("--epochs", default=TrainConfig.epochs, show_default=True, type=click.IntRange(0),
+              help="Fine-tune epochs.")
+@click.option("--patience", default=TrainConfig.patience, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, type=click.IntRange(1))
+@click.option("--min-sensitivity", default=TrainConfig.min_sensitivity, show_default=True, type=click.FloatRange(0, 1),
               help="Abnormal sensitivity the screening threshold must reach on validation.")
 @click.option("--horizontal-flip/--no-horizontal-flip", default=False, show_default=True)
 @click.option("--limit", type=click.IntRange(1), help="Use at most N images per class (quick runs).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=TrainConfig.seed, show_default=True)
 def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, head_epochs, epochs, patience,
                   batch_size, min_sensitivity, horizontal_flip, limit, seed):
     """Train a MobileNetV2 screening model on DATA (one sub-folder per class)."""

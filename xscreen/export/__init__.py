@@ -6,6 +6,7 @@ them. Install them with ``pip install 'xscreen[train]'``.
 
 from ._export import ExportConfig, ExportError, export_model
 from ._formats import FORMATS, ExportFormat, resolve_formats
+from ._model_card import write_model_card
 from ._train import TrainConfig, TrainResult, train
 
 
@@ -18,5 +19,5 @@ def has_training_stack() -> bool:
 
 __all__ = [
     "ExportConfig", "ExportError", "ExportFormat", "FORMATS", "TrainConfig", "TrainResult",
-    "export_model", "has_training_stack", "resolve_formats", "train",
+    "export_model", "has_training_stack", "resolve_formats", "train", "write_model_card",
 ]

@@ -23,7 +23,7 @@ from .. import __version__
 from ..runtime._contract import ModelMetadata
 from ..runtime._decode import DecodeError, decode_radiograph
 from ..runtime._labelled import LabelledFolderError, LabelledImage, read_labelled_folder
-from ..runtime._metrics import classification_report, report_markdown
+from ..runtime._metrics import choose_threshold, classification_report, report_markdown
 from ._formats import ExportFormat, ExportInputs, resolve_formats
 from ._train import DISCLAIMER, METADATA_FILE
 
@@ -142,7 +142,8 @@ def _decode(images: list[LabelledImage], size: tuple[int, int], log) -> tuple[np
 
 
 def _select_images(config: ExportConfig, split: dict[str, LabelledImage]):
-    """Calibration images (training split only) and verification images (held out)."""
+    """Calibration images (training split only), verification images (test split, held out) and
+    threshold-tuning images (validation split; empty without a training split)."""
     def labelled(folder: Path, purpose: str) -> list[LabelledImage]:
         if not Path(folder).is_dir():
             raise ExportError(f"{purpose} folder {folder} does not exist")
@@ -164,7 +165,7 @@ def _select_images(config: ExportConfig, split: dict[str, LabelledImage]):
     if config.verify is not None:
         verify = labelled(config.verify, "verification")
         if split:
-            verify = [img for img in verify if split_of(img) != "train"]
+            verify = [img for img in verify if split_of(img) not in ("train", "val")]
     elif split:
         verify = [img for img in split.values() if img.split == "test" and img.path.is_file()]
     elif config.calibration is not None:
@@ -172,7 +173,8 @@ def _select_images(config: ExportConfig, split: dict[str, LabelledImage]):
         verify = [img for img in labelled(config.calibration, "calibration") if img.path not in chosen]
     else:
         raise ExportError("nothing to verify against: pass --verify DIR (a labelled folder)")
-    return calibration, _stratified_sample(verify, config.verify_size, config.seed + 1)
+    tuning = [img for img in split.values() if img.split == "val" and img.path.is_file()]
+    return calibration, _stratified_sample(verify, config.verify_size, config.seed + 1), tuning
 
 
 def _judge(fmt: ExportFormat, agreement: float, f1_delta: float, strict: bool) -> tuple[str, str]:
@@ -197,20 +199,26 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
     if any(f.name.endswith("int8") for f in formats) and config.calibration is None:
         raise ExportError("int8 formats need real calibration images: pass --calibration DIR")
     split = _training_split(config.model)
-    calibration_images, verify_images = _select_images(config, split)
+    calibration_images, verify_images, tuning_images = _select_images(config, split)
     unknown = sorted({img.label for img in verify_images} - set(base.labels))
     if unknown:
         raise ExportError(f"verification labels {unknown} are not among the model's {list(base.labels)}")
     calibration = _decode(calibration_images, base.input_size, log)[0] if calibration_images else None
     verify_pixels, verify_images = _decode(verify_images, base.input_size, log)
     y_true = np.array([base.labels.index(img.label) for img in verify_images])
+    tuning = None
+    if tuning_images and base.negative_label and base.extra.get("min_sensitivity"):
+        tune_pixels, tuning_images = _decode(tuning_images, base.input_size, log)
+        negative = np.array([img.label == base.negative_label for img in tuning_images])
+        tuning = _Tuning(tune_pixels, ~negative, base.labels.index(base.negative_label),
+                         float(base.extra["min_sensitivity"]))
     log(f"calibration: {0 if calibration is None else len(calibration)} training images; "
         f"verification: {len(verify_images)} held-out images")
 
     keras_prob = model.predict(verify_pixels.astype(np.float32), batch_size=64, verbose=0)
     reference = _Reference(verify_pixels, y_true, keras_prob,
                            classification_report(y_true, keras_prob, base.labels, base.negative_label,
-                                                 base.threshold))
+                                                 base.threshold), tuning)
     source_hash = file_sha256(config.model)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -255,6 +263,25 @@ class _Reference:
     y_true: np.ndarray
     prob: np.ndarray
     report: dict
+    tuning: _Tuning | None
+
+
+@dataclass(frozen=True)
+class _Tuning:
+    """Validation images on which each format's own screening threshold is chosen.
+
+    Quantization shifts probabilities, so the Keras threshold would give an int8 model another
+    sensitivity; each format gets the threshold that meets the same validation sensitivity target.
+    """
+
+    pixels: np.ndarray
+    abnormal: np.ndarray
+    negative_index: int
+    min_sensitivity: float
+
+    def threshold_for(self, model) -> float:
+        scores = 1.0 - model.predict(self.pixels)[:, self.negative_index]
+        return choose_threshold(self.abnormal, scores, self.min_sensitivity)
 
 
 def _write_model_file(fmt: ExportFormat, data: bytes, metadata: ModelMetadata, path: Path) -> None:
@@ -278,14 +305,20 @@ def _export_one(fmt: ExportFormat, inputs: ExportInputs, metadata: ModelMetadata
     row = {"format": fmt.name, "file": path.name, "description": fmt.description}
     t0 = time.perf_counter()
     try:
-        _write_model_file(fmt, fmt.convert(inputs), metadata, path)
+        data = fmt.convert(inputs)
+        _write_model_file(fmt, data, metadata, path)
     except Exception as exc:  # one broken converter must not stop the others
         log(f"{fmt.name}: conversion failed: {exc}")
         return {**row, "status": "error", "note": f"conversion failed: {exc}"}
     row["export_s"] = round(time.perf_counter() - t0, 2)
-    row["size_bytes"] = path.stat().st_size
 
     runtime_model = load_model(path)
+    if reference.tuning is not None:
+        metadata = metadata.with_updates(threshold=reference.tuning.threshold_for(runtime_model))
+        _write_model_file(fmt, data, metadata, path)
+        runtime_model = load_model(path)
+    row["threshold"] = metadata.threshold
+    row["size_bytes"] = path.stat().st_size
     prob = runtime_model.predict(reference.pixels)
     report = classification_report(reference.y_true, prob, metadata.labels, metadata.negative_label,
                                    metadata.threshold)

@@ -281,6 +281,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
         input_size=(config.input_size, config.input_size),
         negative_label=negative,
         threshold=threshold,
+        extra={"min_sensitivity": config.min_sensitivity},
         model_version=f"mobilenetv2-a{config.alpha}-{config.input_size}-{time.strftime('%Y%m%d')}",
         xscreen_version=__version__,
         data_summary=(
