@@ -105,10 +105,11 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, thread
 @labels_option
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("results.csv"),
               show_default=True, help=f"Result file: {' or '.join(OUTPUT_SUFFIXES)} by its suffix.")
-@click.option("--threads", type=click.IntRange(min=1), help="Inference threads [default: one per core].")
-@click.option("--workers", type=click.IntRange(min=0),
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="Inference threads [default: one per core].")
+@click.option("--workers", type=click.IntRange(min=0), metavar="N",
               help="Decoding threads; 0 decodes in the main thread [default: one per core].")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Images per batch [default: 16].")
+@click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Images per batch [default: 16].")
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out and screen only the rest.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @click.option("--follow-symlinks", is_flag=True, help="Enter symlinked folders and files pointing outside TARGET.")
@@ -339,7 +340,7 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
     config = BenchConfig(data=data, models=models, threads=threads, runs=runs, warmup=warmup, limit=limit,
                          split=split, split_file=split_file, seed=seed, workers=workers, batch_size=batch_size)
     try:
-        report = run_bench(config, progress=lambda message: err.print(message, highlight=False))
+        report = run_bench(config, progress=lambda message: err.print(message, highlight=False, soft_wrap=True))
     except (BenchError, LabelledFolderError, ModelContractError, MissingRuntimeError) as exc:
         raise CommandError(str(exc)) from None
     written = write_report(report, out)
@@ -364,7 +365,7 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
     below = report.below_floor(floor) if floor is not None else []
     for row in below:
         err.print(f"[red]below the floor[/] {escape(row['model'])} at {row['threads']} thread(s): macro-F1 "
-                  f"{row['metrics']['macro_f1']:.4f} < {floor:g}", highlight=False)
+                  f"{row['metrics']['macro_f1']:.4f} < {floor:g}", highlight=False, soft_wrap=True)
     if below:
         sys.exit(1)
 

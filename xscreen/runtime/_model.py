@@ -46,7 +46,9 @@ class ScreeningModel:
         self._engine = engine
         spec = engine.input
         self._channels_last, self._channels = _image_layout(spec, path)
-        self._fixed_batch = spec.shape[0] is not None
+        if spec.shape[0] not in (None, 1):
+            raise ModelContractError(f"{path}: its batch is fixed at {spec.shape[0]}; xscreen needs 1 or dynamic")
+        self._fixed_batch = spec.shape[0] == 1
         self._input_dtype = spec.dtype
         self._input_lut = _quantization_lut(spec)
         out = engine.output
