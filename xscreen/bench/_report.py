@@ -159,8 +159,12 @@ def _caveats(data: dict) -> list[str]:
         f"Accuracy is measured on {d['n_images']} images; with few images per class a difference of one "
         "or two images moves recall by whole points. Compare formats against each other, not against "
         "numbers measured on other data.",
-        "If these images were used to train or calibrate a model, its figures are optimistic: bench on a "
-        "held-out split (--split test --split-file runs/<name>/split.csv).",
+        f"Only the {d['split']} split is benched"
+        + (f" ({d['split_file']})" if d.get("split_file") else "")
+        + ": held out from training only if that split is the one the models were trained with."
+        if d.get("split") else
+        "Every image of the folder is benched: if a model was trained or calibrated on some of them its figures "
+        "are optimistic; bench a held-out split (--split test --split-file runs/<name>/split.csv).",
         "Latency and images/s depend on the machine and its load (1-minute load average "
         f"{data['hardware']['load_avg_1m']} at the start); rerun on your own hardware before deciding.",
     ]
