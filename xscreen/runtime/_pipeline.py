@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -62,8 +63,10 @@ def screen_files(
     ``batch_size``: images per batch (None: :data:`DEFAULT_BATCH_SIZE`). ``paths`` is consumed
     lazily, a few batches ahead of the results.
     """
-    for batch in screen_batches(paths, model, workers=workers, batch_size=batch_size):
-        yield from batch
+    # closing(): a caller that stops early shuts the decoding threads down at once, not at garbage collection.
+    with closing(screen_batches(paths, model, workers=workers, batch_size=batch_size)) as batches:
+        for batch in batches:
+            yield from batch
 
 
 def screen_batches(
