@@ -15,6 +15,7 @@ from xscreen.bench import (
     SCHEMA_VERSION,
     BenchError,
     BenchReport,
+    bootstrap_macro_f1,
     latency_summary,
     measure_latency,
     select_images,
@@ -22,6 +23,7 @@ from xscreen.bench import (
 )
 from xscreen.cli import main
 from xscreen.runtime._labelled import LabelledImage
+from xscreen.runtime._metrics import classification_report
 
 MODELS = Path(__file__).parent / "fixtures" / "models"
 FP32, INT8 = MODELS / "brightness_fp32.tflite", MODELS / "brightness_int8.tflite"
@@ -110,6 +112,8 @@ def test_metrics_match_a_known_labelling(two_models_two_threads):
         assert m["per_class"]["covid"]["recall"] == pytest.approx(0.75)
         f1s = [2 * 0.8 / 1.8, 2 * 0.8 / 1.8, 0.75]
         assert m["macro_f1"] == pytest.approx(np.mean(f1s))
+        low, high = m["macro_f1_ci95"]
+        assert 0 <= low < m["macro_f1"] < high <= 1  # 13 images: a wide interval, never a point
         # Abnormal = not healthy; the bright "healthy" film is the one false positive.
         s = m["screening"]
         assert (s["tp"], s["fn"], s["tn"], s["fp"]) == (8, 0, 4, 1)
@@ -119,7 +123,7 @@ def test_metrics_match_a_known_labelling(two_models_two_threads):
 def test_markdown_and_plot_are_written(two_models_two_threads):
     _, out = two_models_two_threads
     md = (out / "bench.md").read_text()
-    assert "| model | format | threads | size | p50 ms | p90 ms | images/s | macro-F1 |" in md
+    assert "| model | format | threads | size | p50 ms | p90 ms | images/s | macro-F1 (95% CI) |" in md
     assert md.count(f"| {INT8.name} |") == 2
     assert md.count("| 1.000 / 0.800 |") == 4  # abnormal sensitivity / specificity at the model's threshold
     assert "Not a medical device" in md and "## Caveats" in md
@@ -200,6 +204,16 @@ def test_latency_summary_orders_percentiles_of_any_sample():
     s = latency_summary(sample)
     assert s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
     assert s["p50"] == pytest.approx(np.median(sample)) and s["runs"] == 101
+
+
+def test_bootstrap_interval_is_a_point_for_perfect_predictions_and_wide_for_few_images():
+    y = np.repeat([0, 1, 2], 20)
+    assert bootstrap_macro_f1(y, y, 3) == [1.0, 1.0]
+    noisy = y.copy()
+    noisy[::7] = (noisy[::7] + 1) % 3
+    point = classification_report(y, np.eye(3)[noisy], ["a", "b", "c"])["macro_f1"]
+    low, high = bootstrap_macro_f1(y, noisy, 3)
+    assert low < point < high and high - low > 0.1
 
 
 def test_measure_latency_runs_warmup_then_timed_calls():

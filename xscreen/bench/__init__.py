@@ -28,7 +28,8 @@ only with a new version)::
         throughput_ips   images/s through the `xscreen run` pipeline (decoding included)
         pipeline         {images, failed, elapsed_s, failures [{path, error}] (first 20)}
         wall_s           the row's total wall time
-        metrics          n, accuracy, macro_f1 (over classes present in the data), labels,
+        metrics          n, accuracy, macro_f1 (over classes present in the data),
+                         macro_f1_ci95 [low, high] (95% bootstrap interval, 1000 resamples), labels,
                          per_class {label: {precision, recall, f1, support, roc_auc}},
                          confusion_matrix (rows truth, columns prediction, in `labels` order),
                          screening {negative_label, threshold, sensitivity, specificity,
@@ -48,13 +49,14 @@ from ._bench import (
     select_images,
 )
 from ._hardware import hardware_fingerprint
-from ._measure import METHODS, latency_summary, measure_latency, peak_rss_mb
+from ._measure import METHODS, bootstrap_macro_f1, latency_summary, measure_latency, peak_rss_mb
 from ._report import has_matplotlib, pareto_front, render_markdown, summary_rows, write_report
 
 __all__ = [
     "DISCLAIMER",
     "METHODS",
     "SCHEMA_VERSION",
+    "bootstrap_macro_f1",
     "BenchConfig",
     "BenchError",
     "BenchReport",

@@ -58,7 +58,7 @@ def summary_rows(results: list[dict]) -> list[dict]:
             "p50 ms": _ms(r["latency_ms"]["p50"]),
             "p90 ms": _ms(r["latency_ms"]["p90"]),
             "images/s": "n/a" if r["throughput_ips"] is None else f"{r['throughput_ips']:.1f}",
-            "macro-F1": f"{r['metrics']['macro_f1']:.4f}",
+            "macro-F1 (95% CI)": _f1(r["metrics"]),
         }
         for label in labels:
             row = per_class.get(label)
@@ -124,7 +124,9 @@ def plot_pareto(results: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
+    handles = []
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     colours = plt.get_cmap("tab10").colors
     markers = "osD^v<>p"
@@ -134,18 +136,23 @@ def plot_pareto(results: list[dict], path: Path) -> None:
         xs = [r["latency_ms"]["p50"] for r in rows]
         ys = [r["metrics"]["macro_f1"] for r in rows]
         colour = colours[i % len(colours)]
-        ax.plot(xs, ys, color=colour, linewidth=0.8, alpha=0.6, label=model)
+        ax.plot(xs, ys, color=colour, linewidth=0.8, alpha=0.6)
         for r, x, y in zip(rows, xs, ys):
+            low, high = r["metrics"]["macro_f1_ci95"]
+            ax.errorbar(x, y, yerr=[[y - low], [high - y]], color=colour, alpha=0.35, linewidth=1, capsize=2)
             ax.scatter(x, y, color=colour, s=36, zorder=3,
                        marker=markers[thread_counts.index(r["threads"]) % len(markers)])
             ax.annotate(f"{r['threads']}t", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
                         color=colour)
+        handles.append(Line2D([], [], color=colour, marker="o", linewidth=0.8, label=model))
     front = pareto_front(results)
-    ax.plot([r["latency_ms"]["p50"] for r in front], [r["metrics"]["macro_f1"] for r in front],
-            color="black", linestyle="--", linewidth=0.8, label="Pareto front")
-    ax.legend(fontsize=7, loc="best")
-    ax.set_xlabel("latency p50, ms per image at batch 1 (lower is better); labels: threads")
-    ax.set_ylabel("macro-F1 (higher is better)")
+    handles += ax.plot([r["latency_ms"]["p50"] for r in front], [r["metrics"]["macro_f1"] for r in front],
+                       color="black", linestyle="--", linewidth=0.8, label="Pareto front")
+    handles += [Line2D([], [], color="grey", linestyle="", marker=markers[i % len(markers)], label=f"{t} thread(s)")
+                for i, t in enumerate(thread_counts)]
+    ax.legend(handles=handles, fontsize=7, loc="best")
+    ax.set_xlabel("latency p50, ms per image at batch 1 (lower is better)")
+    ax.set_ylabel("macro-F1, bars: 95% bootstrap CI (higher is better)")
     ax.grid(True, alpha=0.3)
     ax.set_title("xscreen bench: speed against accuracy, one point per model and thread count", fontsize=9)
     fig.tight_layout()
@@ -180,6 +187,11 @@ def _labels(results: list[dict]) -> list[str]:
     for r in results:
         labels += [label for label in r["metrics"]["labels"] if label not in labels]
     return labels
+
+
+def _f1(metrics: dict) -> str:
+    low, high = metrics["macro_f1_ci95"]
+    return f"{metrics['macro_f1']:.4f} ({low:.3f}–{high:.3f})"
 
 
 def _screening(screening: dict | None) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from ..runtime import load_model, screen_files
 from ..runtime._decode import DecodeError, decode_radiograph
 from ..runtime._metrics import classification_report
-from ._measure import measure_latency, peak_rss_mb
+from ._measure import bootstrap_macro_f1, measure_latency, peak_rss_mb
 
 
 def measure_row(task: dict) -> dict:
@@ -43,10 +43,9 @@ def measure_row(task: dict) -> dict:
             failures.append({"path": result.path, "error": result.error})
     elapsed = time.perf_counter() - started
 
-    metrics = classification_report(
-        y_true, np.array(probabilities, dtype=np.float64).reshape(len(y_true), len(meta.labels)),
-        meta.labels, meta.negative_label, meta.threshold,
-    )
+    probabilities = np.array(probabilities, dtype=np.float64).reshape(len(y_true), len(meta.labels))
+    metrics = classification_report(y_true, probabilities, meta.labels, meta.negative_label, meta.threshold)
+    metrics["macro_f1_ci95"] = bootstrap_macro_f1(y_true, probabilities.argmax(axis=1), len(meta.labels))
     return {
         "format": model.format,
         "variant": meta.format or f"{model.format}-{meta.input_dtype}",
