@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -105,13 +106,14 @@ def run_screening(
         summary.skipped_resumed = len(paths) - len(to_do)
         if progress:
             progress(0, len(to_do))
-        for batch in screen_batches(to_do, model, workers=workers, batch_size=batch_size, times=times):
-            write_started = time.perf_counter()
-            writer.write(batch)
-            summary.write_s += time.perf_counter() - write_started
-            summary.add(batch)
-            if progress:
-                progress(summary.screened, len(to_do))
+        with closing(screen_batches(to_do, model, workers=workers, batch_size=batch_size, times=times)) as batches:
+            for batch in batches:
+                write_started = time.perf_counter()
+                writer.write(batch)
+                summary.write_s += time.perf_counter() - write_started
+                summary.add(batch)
+                if progress:
+                    progress(summary.screened, len(to_do))
     summary.decode_s, summary.inference_s = times.decode_s, times.inference_s
     summary.elapsed_s = time.perf_counter() - started
     return summary
