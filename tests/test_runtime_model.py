@@ -15,9 +15,11 @@ from conftest import (
     LABEL_MISMATCH_TFLITE,
     LABELS,
     LEVELS,
+    ONNX_MODEL,
     OTHER_PREPROCESSING_TFLITE,
     THIRD_PARTY_NCHW_ONNX,
     THIRD_PARTY_TFLITE,
+    needs_onnxruntime,
 )
 
 from xscreen.runtime import (
@@ -36,7 +38,7 @@ def flat_batch(levels, size=(32, 32)) -> np.ndarray:
     return np.stack([np.full((*size, 1), level, dtype=np.uint8) for level in levels])
 
 
-@pytest.mark.parametrize("path", CONTRACT_MODELS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CONTRACT_MODELS, ids=lambda p: getattr(p, "name", None))
 def test_each_format_predicts_the_brightness_rule(path):
     model = load_model(path)
     assert model.labels == LABELS and model.input_size == (32, 32)
@@ -46,7 +48,7 @@ def test_each_format_predicts_the_brightness_rule(path):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=0.02)
 
 
-@pytest.mark.parametrize("path", [INT8_TFLITE, FP32_ONNX], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [INT8_TFLITE, ONNX_MODEL], ids=lambda p: getattr(p, "name", None))
 def test_int8_and_onnx_agree_with_fp32(path):
     levels = np.arange(0, 256, 5)
     reference = load_model(FP32_TFLITE).predict(flat_batch(levels))
@@ -83,6 +85,7 @@ def test_third_party_model_runs_with_labels_and_its_own_input_shape():
     assert probabilities.argmax(1).tolist() == [0, 1, 2, 0]
 
 
+@needs_onnxruntime
 def test_third_party_channels_first_rgb_model_gets_grey_tiled_to_rgb():
     model = load_model(THIRD_PARTY_NCHW_ONNX, labels=["dark", "mid", "bright"])
     assert model.input_size == (24, 20) and not model.fixed_batch
@@ -171,7 +174,7 @@ def test_named_backend_must_fit_the_format():
 
 
 def test_threads_default_to_the_cores_and_can_be_set():
-    assert load_model(FP32_ONNX, threads=1).threads == 1
+    assert load_model(INT8_TFLITE, threads=1).threads == 1
     assert load_model(INT8_TFLITE).threads >= 1
 
 
