@@ -95,14 +95,14 @@ def decode_vs_resize(files: list[Path], size: tuple[int, int], passes: int = 3) 
 
     Mirrors ``decode_radiograph`` step by step and checks every image comes out identical, so the
     split is of the pipeline's own work. Also times a full-size decode (no draft), what the
-    Keras baseline pays. Each figure is the per-image minimum over ``passes`` passes (the files
+    Keras baseline pays, and its resize. Each figure is the per-image minimum over ``passes`` passes (the files
     are in the page cache after the first), averaged over the images.
     """
     from PIL import Image
 
     from xscreen.runtime._decode import _to_grey_uint8
 
-    timings = np.full((len(files), 3), np.inf)
+    timings = np.full((len(files), 4), np.inf)
     for _ in range(passes):
         for i, path in enumerate(files):
             t0 = time.perf_counter()
@@ -115,14 +115,17 @@ def decode_vs_resize(files: list[Path], size: tuple[int, int], passes: int = 3) 
             pixels = resize_grey(grey, size)
             t2 = time.perf_counter()
             with Image.open(path) as im:
-                im.convert("L")
+                full = im.convert("L")
             t3 = time.perf_counter()
-            timings[i] = np.minimum(timings[i], [t1 - t0, t2 - t1, t3 - t2])
+            full.resize((size[1], size[0]), Image.BILINEAR)
+            t4 = time.perf_counter()
+            timings[i] = np.minimum(timings[i], [t1 - t0, t2 - t1, t3 - t2, t4 - t3])
             if not np.array_equal(pixels, decode_radiograph(path, size)):
                 raise SystemExit(f"decode_vs_resize no longer mirrors decode_radiograph ({path}); update it")
-    decode_ms, resize_ms, full_ms = (float(ms) for ms in timings.mean(axis=0) * 1000)
+    decode_ms, resize_ms, full_ms, full_resize_ms = (float(ms) for ms in timings.mean(axis=0) * 1000)
     return {"images": len(files), "passes": passes, "decode_ms": decode_ms, "resize_ms": resize_ms,
-            "decode_resize_ms": decode_ms + resize_ms, "full_size_decode_ms": full_ms}
+            "decode_resize_ms": decode_ms + resize_ms, "full_size_decode_ms": full_ms,
+            "full_size_resize_ms": full_resize_ms}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,8 +362,8 @@ def render(results: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
 
     lines += ["", "### Where the time goes (ms per image, one core)", "",
-              "| data | images | decode (JPEG draft) | resize | full-size decode (no draft) | "
-              f"inference {goal_model} 1t | writing |", "|---|---|---|---|---|---|---|"]
+              "| data | images | decode (JPEG draft) | resize | full-size decode | full-size resize | "
+              f"inference {goal_model} 1t | writing |", "|---|---|---|---|---|---|---|---|"]
     for d in data_names:
         dec = results["decode"][d]
         per = summary["per_data"].get(d, {})
@@ -368,7 +371,18 @@ def render(results: dict) -> str:
         write_ms = f"{1000 * run['write_s'] / run['screened']:.2f}" if run else "–"
         infer = f"{per['inference_ms_1_thread']:.2f}" if "inference_ms_1_thread" in per else "–"
         lines.append(f"| {d} | {dec['images']} | {dec['decode_ms']:.2f} | {dec['resize_ms']:.2f} | "
-                     f"{dec['full_size_decode_ms']:.2f} | {infer} | {write_ms} |")
+                     f"{dec['full_size_decode_ms']:.2f} | {dec.get('full_size_resize_ms', float('nan')):.2f} | "
+                     f"{infer} | {write_ms} |")
+
+    lines += ["", f"Inside `xscreen run` ({goal_model} @ {top} threads; ms per image, from its RunSummary: decoding "
+              "is summed over the decoding threads and overlaps inference, so the parts exceed the wall time "
+              "when the overlap works):", "",
+              "| data | wall | decoding (all threads) | inference | writing |", "|---|---|---|---|---|"]
+    for d in data_names:
+        run = _find(results["xscreen_run"], data=d, model=goal_model, threads=top)
+        if run:
+            per_image = [1000 * run[k] / run["screened"] for k in ("elapsed_s", "decode_s", "inference_s", "write_s")]
+            lines.append(f"| {d} | " + " | ".join(f"{v:.2f}" for v in per_image) + " |")
 
     lines += ["", "### Baseline, ceiling and ratios", "",
               "| data | Keras loop images/s | xscreen run images/s | × Keras | inference only images/s | "
