@@ -7,7 +7,6 @@ import time
 from collections import Counter
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from ._decode import IMAGE_EXTENSIONS
@@ -118,8 +117,3 @@ def run_screening(
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
-
-def output_exists(out: str | os.PathLike) -> bool:
-    """True when ``out`` holds something a new run would replace."""
-    out = Path(out)
-    return out.exists() and out.stat().st_size > 0

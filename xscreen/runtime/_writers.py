@@ -37,7 +37,6 @@ class _ResultWriter:
         self.path = path
         self.labels = tuple(labels)
         self.done: set[str] = set()
-        self.rows_written = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         keep = self._resume_point() if resume and path.exists() else 0
         if keep:
@@ -56,7 +55,6 @@ class _ResultWriter:
         """Append rows and flush them to the operating system."""
         for result in results:
             self._write_row(result)
-            self.rows_written += 1
         self._fh.flush()
 
     def close(self) -> None:
