@@ -21,6 +21,7 @@ from xscreen.bench import (
     select_images,
     write_report,
 )
+from xscreen.bench._hardware import cpu_model, parse_cpuinfo, simd_features
 from xscreen.cli import main
 from xscreen.runtime._labelled import LabelledImage
 from xscreen.runtime._metrics import classification_report
@@ -220,3 +221,36 @@ def test_measure_latency_runs_warmup_then_timed_calls():
     calls = []
     result = measure_latency(calls.append, np.zeros((1, 4, 4, 1), np.uint8), runs=7, warmup=3)
     assert len(calls) == 10 and result["runs"] == 7 and result["warmup"] == 3
+
+
+RASPBERRY_PI_4_CPUINFO = """processor\t: 0
+BogoMIPS\t: 108.00
+Features\t: fp asimd evtstrm crc32 cpuid
+CPU implementer\t: 0x41
+CPU part\t: 0xd08
+
+processor\t: 1
+BogoMIPS\t: 108.00
+Features\t: fp asimd evtstrm crc32 cpuid
+
+Hardware\t: BCM2835
+Revision\t: c03114
+Model\t\t: Raspberry Pi 4 Model B Rev 1.4
+"""
+X86_CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+model\t\t: 106
+model name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz
+flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni
+"""
+
+
+@pytest.mark.parametrize("text, model, simd", [
+    (RASPBERRY_PI_4_CPUINFO, "Raspberry Pi 4 Model B Rev 1.4", ["neon", "asimd"]),
+    (X86_CPUINFO, "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", ["sse4_2", "avx", "avx2", "fma", "avx512f",
+                                                                     "avx512_vnni"]),
+])
+def test_fingerprint_names_the_cpu_and_its_simd_on_x86_and_a_raspberry_pi(text, model, simd):
+    blocks = parse_cpuinfo(text)
+    assert cpu_model(blocks) == model
+    assert simd_features(blocks) == simd

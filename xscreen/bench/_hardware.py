@@ -23,12 +23,12 @@ def hardware_fingerprint() -> dict:
     """CPU model, cores, SIMD flags, memory, OS, Python and package versions, and the time (UTC)."""
     cpuinfo = _read_cpuinfo()
     return {
-        "cpu_model": _cpu_model(cpuinfo),
+        "cpu_model": cpu_model(cpuinfo),
         "machine": platform.machine(),
         "cores_logical": os.cpu_count(),
         "cores_physical": _physical_cores(cpuinfo),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "simd": _simd_features(cpuinfo),
+        "simd": simd_features(cpuinfo),
         "memory_mb": _memory_mb(),
         "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "os": platform.platform(),
@@ -42,9 +42,13 @@ def hardware_fingerprint() -> dict:
 def _read_cpuinfo() -> list[dict[str, str]]:
     """One dict per processor block of /proc/cpuinfo; empty where it does not exist (macOS, Windows)."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:
         return []
+
+
+def parse_cpuinfo(text: str) -> list[dict[str, str]]:
+    """/proc/cpuinfo text as one dict per block, keys lower-cased."""
     blocks = []
     for block in text.strip().split("\n\n"):
         fields = {}
@@ -56,7 +60,7 @@ def _read_cpuinfo() -> list[dict[str, str]]:
     return blocks
 
 
-def _cpu_model(cpuinfo: list[dict[str, str]]) -> str:
+def cpu_model(cpuinfo: list[dict[str, str]]) -> str:
     # x86 says "model name"; a Raspberry Pi puts its board in a trailing block as "model".
     for key in ("model name", "model", "hardware", "cpu model"):
         for block in cpuinfo:
@@ -79,10 +83,12 @@ def _physical_cores(cpuinfo: list[dict[str, str]]) -> int | None:
     return len(cores) or None
 
 
-def _simd_features(cpuinfo: list[dict[str, str]]) -> list[str]:
+def simd_features(cpuinfo: list[dict[str, str]]) -> list[str]:
     flags = set()
     for block in cpuinfo:
         flags.update((block.get("flags") or block.get("features") or "").split())
+    if "asimd" in flags:
+        flags.add("neon")  # 64-bit ARM calls NEON "asimd"
     if flags:
         return [name for name in X86_SIMD + ARM_SIMD if name in flags]
     if platform.machine().lower() in ("arm64", "aarch64"):
