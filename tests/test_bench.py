@@ -254,3 +254,16 @@ def test_fingerprint_names_the_cpu_and_its_simd_on_x86_and_a_raspberry_pi(text, 
     blocks = parse_cpuinfo(text)
     assert cpu_model(blocks) == model
     assert simd_features(blocks) == simd
+
+
+def test_split_from_train_and_test_folders(tmp_path):
+    write_labelled_folder(tmp_path / "data" / "train")
+    write_labelled_folder(tmp_path / "data" / "test")
+    (tmp_path / "data" / "test" / "covid" / f"{BRIGHT}-0.png").unlink()
+    code, output = bench(str(tmp_path / "data"), "--model", str(FP32), "--split", "test", "--runs", "5",
+                         "--out", str(tmp_path / "out"))
+    assert code == 0, output
+    assert json.loads((tmp_path / "out" / "bench.json").read_text())["data"]["n_images"] == 12
+    code, output = bench(str(tmp_path / "data" / "test"), "--model", str(FP32), "--split", "test",
+                         "--out", str(tmp_path / "out2"))
+    assert code == 2 and "--split-file" in output
