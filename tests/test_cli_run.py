@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import signal
@@ -36,7 +37,7 @@ def xscreen(*args: str):
 def rows(path: Path) -> list[dict]:
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in path.read_text().splitlines()]
-    return list(csv.DictReader(path.open()))
+    return list(csv.DictReader(io.StringIO(path.read_text(), newline="")))
 
 
 def assert_one_line_error(result, exit_code: int, *words: str) -> None:

@@ -25,7 +25,8 @@ def test_16bit_png_is_scaled_by_its_real_range_not_divided(tmp_path):
     values = np.tile(np.linspace(1000, 3000, 64), (8, 1)).astype(np.uint16)
     path = tmp_path / "sixteen.png"
     Image.fromarray(values).save(path)
-    assert Image.open(path).mode.startswith("I")  # really stored as 16-bit
+    with Image.open(path) as stored:
+        assert stored.mode.startswith("I")  # really stored as 16-bit
     out = decode_radiograph(path)
     assert out[0, 0] == 0 and out[0, -1] == 255  # 1000 -> 0, 3000 -> 255 (not 1000/257 = 3)
     assert abs(int(out[0, 32]) - 130) <= 2  # 2016 sits at 1016/2000 of the range

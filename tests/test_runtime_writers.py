@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 
 import pytest
@@ -15,6 +16,10 @@ HEALTHY = ScreeningResult("scans/b.png", "ok", "healthy", {"healthy": 0.9, "pneu
 FAILED = ScreeningResult("scans/c.png", "error", error="corrupt or truncated image:\nimage file is truncated")
 
 
+def csv_rows(path) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(path.read_text(), newline="")))
+
+
 def write(out, results, resume=False):
     with open_writer(out, LABELS, resume=resume) as writer:
         done = set(writer.done)
@@ -25,7 +30,7 @@ def write(out, results, resume=False):
 def test_csv_columns_and_rows(tmp_path):
     out = tmp_path / "results.csv"
     write(out, [OK, FAILED])
-    rows = list(csv.reader(out.open()))
+    rows = csv_rows(out)
     assert rows[0] == ["path", "status", "prediction", "prob_healthy", "prob_pneumonia", "prob_covid", "flag",
                        "error"]
     assert rows[1] == ["scans/a.png", "ok", "covid", "0.100000", "0.200000", "0.700000", "true", ""]
@@ -110,7 +115,7 @@ def test_resume_drops_a_row_torn_inside_a_quoted_file_name(tmp_path):
     with out.open("a") as fh:
         fh.write('"scans/new\nline')  # the kill came right after the newline inside the name
     assert write(out, [HEALTHY], resume=True) == {"scans/a.png"}
-    assert [row[0] for row in csv.reader(out.open())] == ["path", "scans/a.png", "scans/b.png"]
+    assert [row[0] for row in csv_rows(out)] == ["path", "scans/a.png", "scans/b.png"]
 
 
 def test_without_resume_the_file_is_replaced(tmp_path):
