@@ -16,5 +16,4 @@ python -c "import sys; from xscreen.export import write_model_card; \
 write_model_card(sys.argv[1], sys.argv[2], sys.argv[3], 'tflite-int8', 'MODEL_CARD.md')" "$RUN" "$MODELS" "$DATA"
 mkdir -p xscreen/models
 cp "$MODELS/xscreen_int8.tflite" "$MODELS/xscreen_int8.onnx" xscreen/models/
-cp "$MODELS/export_report.json" xscreen/models/export_report.json
 echo "bundled: $(ls xscreen/models)"

@@ -58,7 +58,9 @@ def test_layouts_and_manifest_groups(tmp_path):
     for name in ("a", "b"):
         touch_png(flat / "healthy" / f"{name}.png")
         touch_png(flat / "covid" / f"{name}.png")
-    (flat / "manifest.csv").write_text("file,label,group\nhealthy/a.png,healthy,person1\nhealthy/b.png,healthy,person1\n")
+    (flat / "manifest.csv").write_text(
+        "file,label,group\nhealthy/a.png,healthy,person1\nhealthy/b.png,healthy,person1\n"
+    )
     groups = {img.path.name + img.label: img.group for img in read_labelled_folder(flat)}
     assert groups["a.pnghealthy"] == groups["b.pnghealthy"] == "person1"
     assert groups["a.pngcovid"] != groups["b.pngcovid"]
