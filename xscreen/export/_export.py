@@ -308,8 +308,9 @@ def _export_one(fmt: ExportFormat, inputs: ExportInputs, metadata: ModelMetadata
         data = fmt.convert(inputs)
         _write_model_file(fmt, data, metadata, path)
     except Exception as exc:  # one broken converter must not stop the others
-        log(f"{fmt.name}: conversion failed: {exc}")
-        return {**row, "status": "error", "note": f"conversion failed: {exc}"}
+        reason = f"conversion failed: {type(exc).__name__}: {exc}"
+        log(f"{fmt.name}: {reason}")
+        return {**row, "status": "error", "note": reason}
     row["export_s"] = round(time.perf_counter() - t0, 2)
 
     runtime_model = load_model(path)

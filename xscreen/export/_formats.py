@@ -112,11 +112,25 @@ def convert_onnx_int8(inputs: ExportInputs) -> bytes:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Calibration(CalibrationDataReader):
+        """Feeds the calibration images one by one, in the strides onnxruntime asks for."""
+
         def __init__(self, name: str):
-            self._batches = iter([{name: image[None].astype(np.float32)} for image in inputs.calibration])
+            self._name = name
+            self.set_range(0, len(inputs.calibration))
+
+        def __len__(self) -> int:
+            return len(inputs.calibration)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            images = inputs.calibration[start_index:end_index]
+            self._batches = iter([{self._name: image[None].astype(np.float32)} for image in images])
 
         def get_next(self):
             return next(self._batches, None)
+
+    n = len(inputs.calibration)
+    # Min/max per stride of images: the default keeps every activation of every image (GBs).
+    stride = next(d for d in range(min(32, n), 0, -1) if n % d == 0)
 
     with tempfile.TemporaryDirectory() as tmp:
         fp32, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
@@ -129,8 +143,7 @@ def convert_onnx_int8(inputs: ExportInputs) -> bytes:
             str(pre), str(out), Calibration(input_name),
             quant_format=QuantFormat.QDQ, per_channel=True,
             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-            # Min/max in strides of 32 images: the default keeps every activation of every image (GBs).
-            extra_options={"CalibStridedMinMax": 32},
+            extra_options={"CalibStridedMinMax": stride},
         )
         return out.read_bytes()
 
