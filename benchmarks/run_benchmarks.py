@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import shlex
@@ -439,8 +440,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=REPO / "models" / "cxr3",
                         help="folder with the exported xscreen_*.tflite / .onnx files")
-    parser.add_argument("--keras-model", type=Path, default=REPO / "runs" / "cxr3" / "model.keras")
-    parser.add_argument("--split-file", type=Path, default=REPO / "runs" / "cxr3" / "split.csv")
+    parser.add_argument("--run", type=Path, default=REPO / "runs" / "cxr3",
+                        help="the training run the models were exported from: its model.keras (the baseline) "
+                             "and split.csv (the test split)")
     parser.add_argument("--fullres", type=Path, default=REPO.parent / "shared" / "data" / "fullres")
     parser.add_argument("--cxr3", type=Path, default=REPO.parent / "shared" / "data" / "cxr3")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
@@ -466,6 +468,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.chdir(REPO)  # split.csv paths are relative to the repository root, where xscreen train ran
     if args.task:  # a measurement child (see python_child)
         print(json.dumps(TASKS[args.task](**json.loads(args.task_args))))
         return 0
@@ -477,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     if not models:
         raise SystemExit(f"no xscreen_*.tflite/.onnx model in {args.models}: run xscreen export first")
     missing = [name for _, name in FORMATS if not (args.models / name).is_file()]
+    keras_model = args.run / "model.keras"
+    check_provenance([path for _, path in models], keras_model)
     log = _logger()
     results: dict = {
         "schema_version": 1,
@@ -485,11 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         "models": {row: {"file": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
                          "size_bytes": path.stat().st_size} for row, path in models},
         "missing_models": missing,
+        "run": str(args.run),
         "goals": GOALS,
     }
     with tempfile.TemporaryDirectory(prefix="xscreen-benchmarks-") as tmp:
         tmp = Path(tmp)
-        files = {"fullres": image_files(args.fullres), "cxr3-test": test_split_files(args.split_file)}
+        files = {"fullres": image_files(args.fullres), "cxr3-test": test_split_files(args.run / "split.csv")}
         if args.quick:
             files = {name: fs[:: max(1, len(fs) // 40)][:40] for name, fs in files.items()}
         targets = {name: write_list(fs, tmp / f"{name}.txt") for name, fs in files.items()}
@@ -518,19 +524,19 @@ def main(argv: list[str] | None = None) -> int:
                     batch_sizes=[1, 8, 32], repeat=args.repeat)})
 
         results["keras_loop"] = {}
-        if args.keras_model.is_file():
+        if keras_model.is_file():
             for name, fs in files.items():
                 subset = fs if name == "fullres" else fs[: args.keras_images]
                 log(f"Keras loop {name} ({len(subset)} images)")
                 results["keras_loop"][name] = python_child(
-                    "keras-loop", model=str(args.keras_model), files=[str(f) for f in subset])
+                    "keras-loop", model=str(keras_model), files=[str(f) for f in subset])
         else:
-            log(f"no Keras model at {args.keras_model}: baseline skipped")
+            log(f"no Keras model at {keras_model}: baseline skipped")
 
     log("xscreen bench on the cxr3 test split")
     bench = run_bench(BenchConfig(
         data=args.cxr3, models=[path for _, path in models], threads=threads, runs=args.runs,
-        warmup=10, split="test", split_file=args.split_file, limit=40 if args.quick else None,
+        warmup=10, split="test", split_file=args.run / "split.csv", limit=40 if args.quick else None,
     ), progress=log)
     written = write_report(bench, args.out / "bench")
     results["bench"] = {"files": {k: str(v) for k, v in written.items() if v},
@@ -551,6 +557,23 @@ def publish(results: dict, args: argparse.Namespace) -> None:
     if not args.no_readme:
         update_readme(REPO / "benchmarks" / "README.md", markdown)
     print(markdown)
+
+
+def check_provenance(models: list[Path], keras_model: Path) -> None:
+    """Refuse models exported from another Keras model than the run's: its split would not be theirs."""
+    from xscreen.runtime import load_model
+
+    if not keras_model.is_file():
+        return
+    digest = hashlib.sha256(keras_model.read_bytes()).hexdigest()
+    for path in models:
+        source = load_model(path).metadata.source_sha256
+        if source is not None and source != digest:
+            raise SystemExit(
+                f"{path} was exported from a Keras model with sha256 {source[:12]}…, not {keras_model} "
+                f"({digest[:12]}…): pass --run with the training run it came from, or its test split may hold "
+                "images it was trained on"
+            )
 
 
 def _logger():
