@@ -37,7 +37,7 @@ def trained(tmp_path_factory):
     data = write_synthetic_films(tmp_path_factory.mktemp("data"))
     out = tmp_path_factory.mktemp("run")
     config = TrainConfig(data=data, out=out, weights=None, input_size=32, alpha=0.35, views=2,
-                         head_epochs=25, epochs=1, patience=30, batch_size=16, head_lr=1e-2)
+                         epochs=30, patience=30, batch_size=16, head_lr=3e-3)
     result = train(config, log=lambda _: None)
     return data, out, result
 

@@ -35,6 +35,7 @@ from ..runtime._metrics import choose_threshold, classification_report, report_m
 MODEL_FILE = "model.keras"
 METADATA_FILE = "model.json"  # the ModelMetadata the export embeds in every format
 NEGATIVE_LABEL = "healthy"
+SCRATCH_FINE_TUNE_FROM = "block_1"  # with weights=none nearly the whole network trains
 
 
 @dataclass
@@ -158,7 +159,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     """Run the whole recipe and write the model, split, metadata and test report to ``config.out``."""
     import keras
 
-    from ._model import build_classifier, freeze_batchnorm, split_at_block
+    from ._model import build_classifier, freeze_batchnorm, set_batchnorm_momentum, split_at_block
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,8 +201,17 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     )
 
     model = build_classifier(len(labels), config.input_size, config.alpha, config.weights)
-    freeze_batchnorm(model)
-    lower, upper, trunk = split_at_block(model, config.fine_tune_from)
+    pretrained = config.weights is not None
+    if pretrained:
+        freeze_batchnorm(model)
+        block = config.fine_tune_from
+    else:
+        # A random backbone with batch norm frozen at its initial statistics passes no signal: train
+        # almost everything, let batch norm learn its statistics quickly, and skip the head-only phase.
+        set_batchnorm_momentum(model, 0.9)
+        block = SCRATCH_FINE_TUNE_FROM
+        log(f"weights=none: training from {block}, batch-norm statistics learned, no head-only phase")
+    lower, upper, trunk = split_at_block(model, block)
     lower.trainable = False
 
     # Cache the lower network's features: once for val/test, `views` times for training images.
@@ -227,26 +237,29 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
 
     # Head phase: pooled features of the frozen upper blocks, computed once.
     t0 = time.perf_counter()
-    head = keras.Sequential([keras.Input((trunk.output.shape[-1],)), model.get_layer("head_dropout"),
-                             model.get_layer("probabilities")], name="head")
-    pooled_train = np.concatenate([trunk.predict(v, batch_size=128, verbose=0) for v in train_views])
-    pooled_val = trunk.predict(feats["val"], batch_size=128, verbose=0)
-    y_train_views = np.tile(y["train"], config.views)
-    head.compile(keras.optimizers.Adam(config.head_lr), "sparse_categorical_crossentropy")
-    _fit_with_early_stopping(
-        head, lambda epoch: (pooled_train, y_train_views), pooled_val, y["val"], labels,
-        config.head_epochs, config.patience + 2, weights, config.batch_size * 4, log, "head",
-    )
+    if pretrained and config.head_epochs:
+        head = keras.Sequential([keras.Input((trunk.output.shape[-1],)), model.get_layer("head_dropout"),
+                                 model.get_layer("probabilities")], name="head")
+        pooled_train = np.concatenate([trunk.predict(v, batch_size=128, verbose=0) for v in train_views])
+        pooled_val = trunk.predict(feats["val"], batch_size=128, verbose=0)
+        y_train_views = np.tile(y["train"], config.views)
+        head.compile(keras.optimizers.Adam(config.head_lr), "sparse_categorical_crossentropy")
+        _fit_with_early_stopping(
+            head, lambda epoch: (pooled_train, y_train_views), pooled_val, y["val"], labels,
+            config.head_epochs, config.patience + 2, weights, config.batch_size * 4, log, "head",
+        )
     timings["head_s"] = time.perf_counter() - t0
 
     # Fine-tune phase: upper blocks and head on cached feature maps, one view per image per epoch.
     t0 = time.perf_counter()
     for layer in upper.layers:
         layer.trainable = True
-    freeze_batchnorm(upper)
+    if pretrained:
+        freeze_batchnorm(upper)
     # Cosine decay: large early steps adapt the blocks, small late ones stop the epoch-to-epoch swings.
     steps = max(1, config.epochs) * int(np.ceil(n_train / config.batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(config.fine_lr, decay_steps=steps, alpha=0.05)
+    schedule = keras.optimizers.schedules.CosineDecay(config.fine_lr if pretrained else config.head_lr,
+                                                      decay_steps=steps, alpha=0.05)
     upper.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy")
     rng = np.random.default_rng(config.seed)
 
