@@ -11,7 +11,7 @@ RUN=${RUN:-runs/cxr3}
 MODELS=${MODELS:-models/cxr3}
 
 xscreen train "$DATA" --out "$RUN" --weights "$WEIGHTS"
-xscreen export "$RUN/model.keras" --formats all --calibration "$DATA" --calibration-size 300 --out "$MODELS"
+xscreen export "$RUN/model.keras" --formats all --calibration "$DATA" --out "$MODELS"
 python -c "import sys; from xscreen.export import write_model_card; \
 write_model_card(sys.argv[1], sys.argv[2], sys.argv[3], 'tflite-int8', 'MODEL_CARD.md')" "$RUN" "$MODELS" "$DATA"
 mkdir -p xscreen/models

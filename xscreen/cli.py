@@ -30,6 +30,7 @@ from rich.text import Text
 
 from . import __version__
 from .export._formats import FORMATS as EXPORT_FORMATS
+from .export._export import ExportConfig
 from .export._train import TrainConfig
 from .runtime import (
     BACKEND_NAMES,
@@ -429,7 +430,8 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
               help="all, or a comma-separated list of: " + ", ".join(list(EXPORT_FORMATS)))
 @click.option("--calibration", type=click.Path(path_type=Path),
               help="Labelled folder of real images for int8 calibration (training images only are used).")
-@click.option("--calibration-size", default=200, show_default=True, type=click.IntRange(10))
+@click.option("--calibration-size", default=ExportConfig.calibration_size, show_default=True, type=click.IntRange(10),
+              help="Training images used to calibrate int8 formats (stratified sample).")
 @click.option("--verify", type=click.Path(path_type=Path),
               help="Labelled folder to verify on (default: the training run's test split).")
 @click.option("--verify-size", type=click.IntRange(1), help="Verify on at most N images (stratified).")
@@ -440,7 +442,7 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
 def export_command(model, formats, calibration, calibration_size, verify, verify_size, labels, out, stem, strict):
     """Export a trained Keras MODEL to TFLite and ONNX formats, each verified against it."""
     _require_training_stack()
-    from .export import ExportConfig, export_model
+    from .export import export_model
 
     config = ExportConfig(
         model=model, out=out, formats=formats, calibration=calibration, calibration_size=calibration_size,
