@@ -29,8 +29,8 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .export._formats import FORMATS as EXPORT_FORMATS
 from .export._export import ExportConfig
+from .export._formats import FORMATS as EXPORT_FORMATS
 from .export._train import TrainConfig
 from .runtime import (
     BACKEND_NAMES,
