@@ -97,7 +97,8 @@ def write_model_card(run: Path, exported: Path, data: Path, shipped: str, out: P
         "statistics frozen, class weights, early stopping on validation macro-F1). Threshold chosen on "
         f"validation for abnormal sensitivity ≥ {cfg['min_sensitivity']}: **{train['threshold']:.4f}** "
         "(flag = P(not healthy) ≥ threshold).", "",
-        f"Training time on 2 CPU cores: {train['timings_s']['total_s'] / 60:.1f} min in all "
+        f"Training time on 2 CPU cores (wall clock, whatever else ran): {train['timings_s']['total_s'] / 60:.1f} "
+        "min in all "
         f"(feature cache {train['timings_s']['feature_cache_s'] / 60:.1f} min, "
         f"{train['timings_s']['fine_tune_epoch_s']:.0f} s per fine-tune epoch).", "",
         "## Held-out test results", "",
