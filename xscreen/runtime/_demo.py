@@ -15,7 +15,8 @@ from PIL import Image
 
 DEMO_NOTE = (
     "SYNTHETIC test films written by `xscreen demo`: drawn by a program, not X-rays of anyone. "
-    "They show the pipeline working on PNG (8/16-bit), JPEG, DICOM and a broken file; the model's "
+    "They show the pipeline working on PNG (8/16-bit), JPEG, DICOM (with the [dicom] extra) and a "
+    "broken file; the model's "
     "predictions on them are meaningless. Screen real films with: xscreen run FOLDER\n"
 )
 
