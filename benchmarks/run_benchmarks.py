@@ -468,7 +468,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.chdir(REPO)  # split.csv paths are relative to the repository root, where xscreen train ran
+    # Paths relative to the repository root from here on: split.csv's are (xscreen train ran there), and the
+    # published results then name no one's home folder.
+    for name in ("models", "run", "fullres", "cxr3", "out", "render"):
+        if getattr(args, name) is not None:
+            setattr(args, name, Path(os.path.relpath(getattr(args, name).resolve(), REPO)))
+    os.chdir(REPO)
     if args.task:  # a measurement child (see python_child)
         print(json.dumps(TASKS[args.task](**json.loads(args.task_args))))
         return 0
@@ -487,8 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         "schema_version": 1,
         "command": shlex.join([Path(sys.executable).name, "benchmarks/run_benchmarks.py", *(argv or sys.argv[1:])]),
         "hardware": hardware_fingerprint(),
-        "models": {row: {"file": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path),
-                         "size_bytes": path.stat().st_size} for row, path in models},
+        "models": {row: {"file": str(path), "size_bytes": path.stat().st_size} for row, path in models},
         "missing_models": missing,
         "run": str(args.run),
         "goals": GOALS,
