@@ -392,12 +392,12 @@ def render(results: dict) -> str:
               "| data | Keras loop images/s | xscreen run images/s | × Keras | inference only images/s | "
               f"decode+inference ceiling on {summary['cores']} cores | share of ceiling |",
               "|---|---|---|---|---|---|---|"]
+    columns = [("keras_images_per_s", "{:.1f}"), ("xscreen_images_per_s", "{:.1f}"), ("vs_keras_loop", "{:.1f}×"),
+               ("inference_only_images_per_s", "{:.1f}"), ("ceiling_images_per_s", "{:.1f}"),
+               ("of_ceiling", "{:.1%}")]
     for d, per in summary["per_data"].items():
-        def cell(key, fmt="{:.1f}", entry=per):
-            return fmt.format(entry[key]) if key in entry else "–"
-        lines.append(f"| {d} | {cell('keras_images_per_s')} | {cell('xscreen_images_per_s')} | "
-                     f"{cell('vs_keras_loop', '{:.1f}×')} | {cell('inference_only_images_per_s')} | "
-                     f"{cell('ceiling_images_per_s')} | {cell('of_ceiling', '{:.1%}')} |")
+        cells = [fmt.format(per[key]) if key in per else "–" for key, fmt in columns]
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
     lines += ["", "Inference only, on decoded arrays (images/s, best batch size of 1/8/32):", "",
               "| format | " + " | ".join(f"{t}t" for t in threads) + " |", "|---" * (len(threads) + 1) + "|"]
     for row in results["models"]:
