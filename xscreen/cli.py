@@ -34,6 +34,7 @@ from .export._formats import FORMATS as EXPORT_FORMATS
 from .export._train import TrainConfig
 from .runtime import (
     BACKEND_NAMES,
+    DEFAULT_BATCH_SIZE,
     OUTPUT_SUFFIXES,
     MissingRuntimeError,
     ModelContractError,
@@ -110,7 +111,8 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, thread
               help="Inference threads [default: one per core].")
 @click.option("--workers", type=click.IntRange(min=0), metavar="N",
               help="Decoding threads; 0 decodes in the main thread [default: one per core].")
-@click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Images per batch [default: 16].")
+@click.option("--batch-size", type=click.IntRange(min=1), metavar="N",
+              help=f"Images per batch [default: {DEFAULT_BATCH_SIZE}].")
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out and screen only the rest.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @click.option("--follow-symlinks", is_flag=True, help="Enter symlinked folders and files pointing outside TARGET.")
@@ -322,7 +324,8 @@ def _parse_thread_counts(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit sample.")
 @click.option("--workers", type=click.IntRange(min=0),
               help="Decoding threads, as in xscreen run [default: one per core].")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Images per batch, as in xscreen run [default: 16].")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help=f"Images per batch, as in xscreen run [default: {DEFAULT_BATCH_SIZE}].")
 def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: Path, limit, split, split_file,
           floor, runs: int, warmup: int, seed: int, workers, batch_size) -> None:
     """Measure speed against accuracy for each --model at each thread count on labelled folder DATA.

@@ -8,12 +8,13 @@ from ._contract import METADATA_KEY, ModelContractError, ModelMetadata
 from ._decode import IMAGE_EXTENSIONS, PREPROCESSING_ID, DecodeError, decode_radiograph
 from ._discover import discover_inputs
 from ._model import ScreeningModel, default_model_path, load_model
-from ._pipeline import ScreeningResult, screen_files
+from ._pipeline import DEFAULT_BATCH_SIZE, ScreeningResult, screen_files
 from ._run import NoInputsError, RunSummary, run_screening
 from ._writers import OUTPUT_SUFFIXES, ResumeError, open_writer, result_columns
 
 __all__ = [
     "BACKEND_NAMES",
+    "DEFAULT_BATCH_SIZE",
     "IMAGE_EXTENSIONS",
     "METADATA_KEY",
     "OUTPUT_SUFFIXES",
