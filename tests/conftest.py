@@ -14,7 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
+
+from xscreen.runtime._demo import save_dicom_file
 
 MODELS = Path(__file__).parent / "fixtures" / "models"
 FP32_TFLITE = MODELS / "brightness_fp32.tflite"
@@ -92,7 +95,7 @@ def write_dicom(path: Path, raw: np.ndarray | None, *, photometric: str = "MONOC
         ds.PixelData = raw.astype("<u2").tobytes()
         if compress:
             ds.compress(RLELossless, encoding_plugin="pydicom")
-    ds.save_as(path, enforce_file_format=True)
+    save_dicom_file(ds, path)
     return path
 
 
@@ -142,3 +145,11 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
 
 def _has_pydicom() -> bool:
     return importlib.util.find_spec("pydicom") is not None
+
+
+def cli_runner(**kwargs) -> CliRunner:
+    """A CliRunner with stderr apart from stdout: click < 8.2 (Python 3.9) mixes them unless told."""
+    try:
+        return CliRunner(mix_stderr=False, **kwargs)
+    except TypeError:  # click >= 8.2 always keeps them apart and dropped the argument
+        return CliRunner(**kwargs)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import cli_runner
 from PIL import Image
 
 from xscreen.bench import (
@@ -55,8 +55,8 @@ def labelled(tmp_path_factory) -> Path:
 
 
 def bench(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["bench", *args], catch_exceptions=False)
-    return result.exit_code, result.output
+    result = cli_runner().invoke(main, ["bench", *args], catch_exceptions=False)
+    return result.exit_code, result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from conftest import (
     FP32_ONNX,
     INT8_TFLITE,
     LABEL_MISMATCH_TFLITE,
     ONNX_MODEL,
     THIRD_PARTY_TFLITE,
+    cli_runner,
     needs_onnxruntime,
     save_png,
 )
@@ -31,7 +31,7 @@ from xscreen.runtime import _model as model_module
 
 def xscreen(*args: str):
     # Wide enough that rich does not wrap the summary table's cells.
-    return CliRunner(env={"COLUMNS": "200"}).invoke(cli.main, [str(a) for a in args])
+    return cli_runner(env={"COLUMNS": "200"}).invoke(cli.main, [str(a) for a in args])
 
 
 def rows(path: Path) -> list[dict]:

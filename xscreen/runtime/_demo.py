@@ -85,5 +85,15 @@ def _write_dicom(path: Path, film: np.ndarray) -> Path | None:
     ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
     ds.WindowCenter, ds.WindowWidth = 1024, 4096
     ds.PixelData = ((1 - film) * 4095).astype(np.uint16).tobytes()  # MONOCHROME1: bone is dark
-    ds.save_as(path, enforce_file_format=True)
+    save_dicom_file(ds, path)
     return path
+
+
+def save_dicom_file(ds, path: Path) -> None:
+    """Write a conformant DICOM file (preamble, meta header) with pydicom 3 or 2.4+."""
+    try:
+        ds.save_as(path, enforce_file_format=True)  # pydicom >= 3
+    except TypeError:  # pydicom 2.x: encoding flags set by hand, no enforce_file_format
+        ds.is_little_endian = True
+        ds.is_implicit_VR = ds.file_meta.TransferSyntaxUID.is_implicit_VR
+        ds.save_as(path, write_like_original=False)
