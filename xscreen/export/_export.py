@@ -29,6 +29,7 @@ from ._train import DISCLAIMER, METADATA_FILE
 
 FLOAT_MIN_AGREEMENT = 0.995  # a float format below this is a broken conversion
 INT8_MAX_F1_LOSS = 0.01  # an int8 format losing more macro-F1 than this is reported loudly
+MIN_VERIFY_IMAGES = 200  # below this, agreement figures are too coarse to judge a conversion
 
 
 class ExportError(ValueError):
@@ -214,6 +215,9 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
                          float(base.extra["min_sensitivity"]))
     log(f"calibration: {0 if calibration is None else len(calibration)} training images; "
         f"verification: {len(verify_images)} held-out images")
+    if len(verify_images) < MIN_VERIFY_IMAGES:
+        log(f"warning: fewer than {MIN_VERIFY_IMAGES} verification images: one flip moves agreement by "
+            f"{100 / len(verify_images):.1f} points; pass --verify with a larger labelled folder")
 
     keras_prob = model.predict(verify_pixels.astype(np.float32), batch_size=64, verbose=0)
     reference = _Reference(verify_pixels, y_true, keras_prob,
