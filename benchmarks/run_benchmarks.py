@@ -92,8 +92,9 @@ def write_list(files: list[Path], path: Path) -> Path:
 # Decode versus resize (one core, in this process)
 # ---------------------------------------------------------------------------------------------
 
-def decode_vs_resize(files: list[Path], size: tuple[int, int], passes: int = 3) -> dict:
-    """Per-image milliseconds of the pipeline's JPEG decode (with draft) and of its resize, apart.
+def decode_vs_resize(files: list[Path], size: tuple[int, int], preprocessing: str, passes: int = 3) -> dict:
+    """Per-image milliseconds of the pipeline's JPEG decode (with draft), its resize and the model's
+    preprocessing finish (a JPEG round trip for the cxr3 id), apart.
 
     Mirrors ``decode_radiograph`` step by step and checks every image comes out identical, so the
     split is of the pipeline's own work. Also times a full-size decode (no draft), what the
@@ -102,9 +103,10 @@ def decode_vs_resize(files: list[Path], size: tuple[int, int], passes: int = 3) 
     """
     from PIL import Image
 
-    from xscreen.runtime._decode import _to_grey_uint8
+    from xscreen.runtime._decode import PREPROCESSINGS, _to_grey_uint8, jpeg_round_trip
 
-    timings = np.full((len(files), 4), np.inf)
+    quality = PREPROCESSINGS[preprocessing]
+    timings = np.full((len(files), 5), np.inf)
     for _ in range(passes):
         for i, path in enumerate(files):
             t0 = time.perf_counter()
@@ -116,18 +118,21 @@ def decode_vs_resize(files: list[Path], size: tuple[int, int], passes: int = 3) 
             t1 = time.perf_counter()
             pixels = resize_grey(grey, size)
             t2 = time.perf_counter()
+            if quality is not None:
+                pixels = jpeg_round_trip(pixels, quality)
+            t2b = time.perf_counter()
             with Image.open(path) as im:
                 full = im.convert("L")
             t3 = time.perf_counter()
             full.resize((size[1], size[0]), Image.BILINEAR)
             t4 = time.perf_counter()
-            timings[i] = np.minimum(timings[i], [t1 - t0, t2 - t1, t3 - t2, t4 - t3])
-            if not np.array_equal(pixels, decode_radiograph(path, size)):
+            timings[i] = np.minimum(timings[i], [t1 - t0, t2 - t1, t2b - t2, t3 - t2b, t4 - t3])
+            if not np.array_equal(pixels, decode_radiograph(path, size, preprocessing)):
                 raise SystemExit(f"decode_vs_resize no longer mirrors decode_radiograph ({path}); update it")
-    decode_ms, resize_ms, full_ms, full_resize_ms = (float(ms) for ms in timings.mean(axis=0) * 1000)
-    return {"images": len(files), "passes": passes, "decode_ms": decode_ms, "resize_ms": resize_ms,
-            "decode_resize_ms": decode_ms + resize_ms, "full_size_decode_ms": full_ms,
-            "full_size_resize_ms": full_resize_ms}
+    decode_ms, resize_ms, finish_ms, full_ms, full_resize_ms = (float(ms) for ms in timings.mean(axis=0) * 1000)
+    return {"images": len(files), "passes": passes, "preprocessing": preprocessing, "decode_ms": decode_ms,
+            "resize_ms": resize_ms, "finish_ms": finish_ms, "decode_resize_ms": decode_ms + resize_ms + finish_ms,
+            "full_size_decode_ms": full_ms, "full_size_resize_ms": full_resize_ms}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +218,8 @@ def task_inference_only(model: str, files: list[str], threads: int, batch_sizes:
     from xscreen.runtime import load_model
 
     net = load_model(model, threads=threads)
-    pixels = np.stack([decode_radiograph(f, net.input_size) for f in files])[..., np.newaxis]
+    preprocessing = net.metadata.preprocessing
+    pixels = np.stack([decode_radiograph(f, net.input_size, preprocessing) for f in files])[..., np.newaxis]
     out = {}
     for batch in batch_sizes:
         if batch > 1 and net.fixed_batch:
@@ -366,8 +372,9 @@ def render(results: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
 
     lines += ["", "### Where the time goes (ms per image, one core)", "",
-              "| data | images | decode (JPEG draft) | resize | full-size decode | full-size resize | "
-              f"inference {goal_model} 1t | writing |", "|---|---|---|---|---|---|---|---|"]
+              "| data | images | decode (JPEG draft) | resize | JPEG q75 round trip (model's preprocessing) | "
+              f"full-size decode | full-size resize | inference {goal_model} 1t | writing |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for d in data_names:
         dec = results["decode"][d]
         per = summary["per_data"].get(d, {})
@@ -375,7 +382,8 @@ def render(results: dict) -> str:
         write_ms = f"{1000 * run['write_s'] / run['screened']:.2f}" if run else "–"
         infer = f"{per['inference_ms_1_thread']:.2f}" if "inference_ms_1_thread" in per else "–"
         lines.append(f"| {d} | {dec['images']} | {dec['decode_ms']:.2f} | {dec['resize_ms']:.2f} | "
-                     f"{dec['full_size_decode_ms']:.2f} | {dec.get('full_size_resize_ms', float('nan')):.2f} | "
+                     f"{dec.get('finish_ms', 0.0):.2f} | {dec['full_size_decode_ms']:.2f} | "
+                     f"{dec.get('full_size_resize_ms', float('nan')):.2f} | "
                      f"{infer} | {write_ms} |")
 
     lines += ["", f"Inside `xscreen run` ({goal_model} @ {top} threads; ms per image, from its RunSummary: decoding "
@@ -511,10 +519,10 @@ def main(argv: list[str] | None = None) -> int:
         targets = {name: write_list(fs * listings[name], tmp / f"{name}.txt") for name, fs in files.items()}
         results["data"] = {name: {"images": len(fs), "listed_times_per_run": listings[name]}
                            for name, fs in files.items()}
-        size = _input_size(models[0][1])
+        size, preprocessing = _input_size_and_preprocessing(models[0][1])
 
         log("decode versus resize, one core")
-        results["decode"] = {name: decode_vs_resize(fs, size) for name, fs in files.items()}
+        results["decode"] = {name: decode_vs_resize(fs, size, preprocessing) for name, fs in files.items()}
 
         results["xscreen_run"] = []
         for name, target in targets.items():
@@ -596,10 +604,11 @@ def _logger():
     return log
 
 
-def _input_size(model: Path) -> tuple[int, int]:
+def _input_size_and_preprocessing(model: Path) -> tuple[tuple[int, int], str]:
     from xscreen.runtime import load_model
 
-    return tuple(load_model(model).input_size)
+    loaded = load_model(model)
+    return tuple(loaded.input_size), loaded.metadata.preprocessing
 
 
 if __name__ == "__main__":

@@ -148,3 +148,23 @@ def test_unreadable_file_says_permission_denied():
         finally:
             if as_root:
                 os.seteuid(0)
+
+
+def test_cxr3_preprocessing_adds_the_pools_jpeg_encoding(tmp_path):
+    """The jpeg75 id = the plain pipeline + one JPEG q75 round trip at the model's size; idempotent-ish."""
+    from xscreen.runtime._decode import CXR3_PREPROCESSING_ID, PREPROCESSING_ID, jpeg_round_trip
+
+    rng = np.random.default_rng(0)
+    path = save_png(tmp_path / "noisy.png", rng.integers(0, 256, (96, 80), dtype=np.uint8))
+    plain = decode_radiograph(path, (48, 40), PREPROCESSING_ID)
+    cxr3 = decode_radiograph(path, (48, 40), CXR3_PREPROCESSING_ID)
+    assert cxr3.shape == plain.shape == (48, 40) and cxr3.dtype == np.uint8
+    assert np.array_equal(cxr3, jpeg_round_trip(plain, 75))
+    assert not np.array_equal(cxr3, plain)  # noise does not survive JPEG unchanged
+    # a second round trip moves pixels far less than the first: films already in the pool barely change
+    again = jpeg_round_trip(cxr3, 75).astype(int)
+    assert np.abs(again - cxr3).mean() < 0.5 * np.abs(cxr3.astype(int) - plain).mean()
+    # without a size there is nothing to match the pool's encoding to: the full image comes back
+    assert decode_radiograph(path, None, CXR3_PREPROCESSING_ID).shape == (96, 80)
+    with pytest.raises(ValueError, match="unknown preprocessing"):
+        decode_radiograph(path, (48, 40), "made-up")

@@ -47,6 +47,7 @@ from .runtime import (
     load_model,
     run_screening,
 )
+from .runtime._decode import PREPROCESSINGS
 
 DISCLAIMER = ("xscreen is not a medical device: its output is a research aid for triage studies, "
               "not a diagnosis. A clinician must read every film.")
@@ -401,10 +402,12 @@ def _require_training_stack() -> None:
 @click.option("--min-sensitivity", default=TrainConfig.min_sensitivity, show_default=True, type=click.FloatRange(0, 1),
               help="Abnormal sensitivity the screening threshold must reach on validation.")
 @click.option("--horizontal-flip/--no-horizontal-flip", default=False, show_default=True)
+@click.option("--preprocessing", type=click.Choice(list(PREPROCESSINGS)), default=TrainConfig.preprocessing,
+              show_default=True, help="Pixel pipeline, recorded in the model: the jpeg75 one matches cxr3's encoding.")
 @click.option("--limit", type=click.IntRange(1), help="Use at most N images per class (quick runs).")
 @click.option("--seed", default=TrainConfig.seed, show_default=True)
 def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, head_epochs, epochs, patience,
-                  batch_size, min_sensitivity, horizontal_flip, limit, seed):
+                  batch_size, min_sensitivity, horizontal_flip, preprocessing, limit, seed):
     """Train a MobileNetV2 screening model on DATA (one sub-folder per class)."""
     _require_training_stack()
     from .export import TrainConfig, train
@@ -413,7 +416,7 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
         data=data, out=out, weights=None if weights.lower() == "none" else weights, input_size=input_size,
         alpha=alpha, fine_tune_from=fine_tune_from, views=views, head_epochs=head_epochs, epochs=epochs,
         patience=patience, batch_size=batch_size, min_sensitivity=min_sensitivity,
-        horizontal_flip=horizontal_flip, limit=limit, seed=seed,
+        horizontal_flip=horizontal_flip, preprocessing=preprocessing, limit=limit, seed=seed,
     )
     try:
         result = train(config, log=_log_line)

@@ -28,7 +28,7 @@ def measure_row(task: dict) -> dict:
     meta = model.metadata
     files, truth = task["files"], task["truth"]
 
-    pixels = _first_decodable(files, meta.input_size)[np.newaxis, ..., np.newaxis]
+    pixels = _first_decodable(files, meta.input_size, meta.preprocessing)[np.newaxis, ..., np.newaxis]
     latency = measure_latency(model.predict, pixels, task["runs"], task["warmup"])
 
     probabilities, y_true, failures = [], [], []
@@ -64,10 +64,10 @@ def measure_row(task: dict) -> dict:
     }
 
 
-def _first_decodable(files: list[str], size: tuple[int, int]) -> np.ndarray:
+def _first_decodable(files: list[str], size: tuple[int, int], preprocessing: str) -> np.ndarray:
     for path in files:
         try:
-            return decode_radiograph(path, size)
+            return decode_radiograph(path, size, preprocessing)
         except DecodeError:
             continue
     raise DecodeError("none of the labelled images decodes; see the pipeline errors")

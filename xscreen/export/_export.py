@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -125,11 +126,12 @@ def _stratified_sample(images: list[LabelledImage], n: int | None, seed: int) ->
     return [images[i] for i in sorted(picked)]
 
 
-def _decode(images: list[LabelledImage], size: tuple[int, int], log) -> tuple[np.ndarray, list[LabelledImage]]:
+def _decode(images: list[LabelledImage], size: tuple[int, int], preprocessing: str,
+            log) -> tuple[np.ndarray, list[LabelledImage]]:
     pixels, kept, failed = [], [], 0
     for img in images:
         try:
-            pixels.append(decode_radiograph(img.path, size))
+            pixels.append(decode_radiograph(img.path, size, preprocessing))
             kept.append(img)
         except DecodeError as exc:
             failed += 1
@@ -204,12 +206,13 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
     unknown = sorted({img.label for img in verify_images} - set(base.labels))
     if unknown:
         raise ExportError(f"verification labels {unknown} are not among the model's {list(base.labels)}")
-    calibration = _decode(calibration_images, base.input_size, log)[0] if calibration_images else None
-    verify_pixels, verify_images = _decode(verify_images, base.input_size, log)
+    decode = partial(_decode, size=base.input_size, preprocessing=base.preprocessing, log=log)
+    calibration = decode(calibration_images)[0] if calibration_images else None
+    verify_pixels, verify_images = decode(verify_images)
     y_true = np.array([base.labels.index(img.label) for img in verify_images])
     tuning = None
     if tuning_images and base.negative_label and base.extra.get("min_sensitivity"):
-        tune_pixels, tuning_images = _decode(tuning_images, base.input_size, log)
+        tune_pixels, tuning_images = decode(tuning_images)
         negative = np.array([img.label == base.negative_label for img in tuning_images])
         tuning = _Tuning(tune_pixels, ~negative, base.labels.index(base.negative_label),
                          float(base.extra["min_sensitivity"]))

@@ -40,7 +40,7 @@ def _subgroup_recall(run: Path, model_file: Path, data: Path) -> list[tuple[str,
         test = [row for row in csv.DictReader(fh) if row["split"] == "test"]
     model = load_model(model_file)
     size = model.metadata.input_size
-    pixels = np.stack([decode_radiograph(row["file"], size) for row in test])[..., None]
+    pixels = np.stack([decode_radiograph(row["file"], size, model.metadata.preprocessing) for row in test])[..., None]
     predicted = model.predict(pixels).argmax(1)
     rows = []
     keys = [(row["label"], origin.get(Path(row["file"]).resolve().as_posix(), "unknown")) for row in test]

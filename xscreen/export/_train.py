@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import __version__
 from ..runtime._contract import ModelMetadata
-from ..runtime._decode import DecodeError, decode_radiograph
+from ..runtime._decode import CXR3_PREPROCESSING_ID, DecodeError, decode_radiograph
 from ..runtime._labelled import LabelledImage, read_labelled_folder
 from ..runtime._metrics import choose_threshold, classification_report, report_markdown
 
@@ -59,6 +59,9 @@ class TrainConfig:
     seed: int = 0
     limit: int | None = None  # per-class cap, for quick runs
     negative_label: str = NEGATIVE_LABEL
+    # The cxr3 pool is 224 px JPEG q75 throughout; the same round trip at run time keeps clean films
+    # in the distribution the model learned (see runtime._decode.PREPROCESSINGS).
+    preprocessing: str = CXR3_PREPROCESSING_ID
 
 
 @dataclass
@@ -104,13 +107,13 @@ def split_by_group(
 
 
 def decode_all(
-    images: list[LabelledImage], size: int, log: Callable[[str], None]
+    images: list[LabelledImage], size: int, preprocessing: str, log: Callable[[str], None]
 ) -> tuple[np.ndarray, list[int], list[tuple[Path, str]]]:
     """Decode every image once with the runtime's decoder; unreadable ones are skipped and listed."""
 
     def one(img: LabelledImage):
         try:
-            return decode_radiograph(img.path, (size, size)), None
+            return decode_radiograph(img.path, (size, size), preprocessing), None
         except DecodeError as exc:
             return None, str(exc)
 
@@ -187,7 +190,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
             writer.writerow([img.path.as_posix(), img.label, img.group, split])
 
     t0 = time.perf_counter()
-    pixels, kept, failed = decode_all(images, config.input_size, log)
+    pixels, kept, failed = decode_all(images, config.input_size, config.preprocessing, log)
     timings["decode_s"] = time.perf_counter() - t0
     y_all = np.array([labels.index(images[i].label) for i in kept])
     split_all = np.array([splits[i] for i in kept])
@@ -292,6 +295,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     metadata = ModelMetadata(
         labels=tuple(labels),
         input_size=(config.input_size, config.input_size),
+        preprocessing=config.preprocessing,
         negative_label=negative,
         threshold=threshold,
         extra={"min_sensitivity": config.min_sensitivity},

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._backends import TensorSpec, model_format, open_engine, usable_cores
 from ._contract import ModelContractError, ModelMetadata
-from ._decode import PREPROCESSING_ID
+from ._decode import PREPROCESSINGS
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "xscreen_int8.tflite"
 
@@ -215,10 +215,10 @@ def _resolve_metadata(path: Path, engine, labels: Sequence[str] | None) -> Model
             input_dtype="float32" if spec.dtype.kind == "f" else "uint8",
         )
 
-    if metadata.preprocessing != PREPROCESSING_ID:
+    if metadata.preprocessing not in PREPROCESSINGS:
         raise ModelContractError(
             f"{path} expects preprocessing {metadata.preprocessing!r}, but this xscreen implements "
-            f"{PREPROCESSING_ID!r}: use the xscreen version that exported it, or re-export it"
+            f"{', '.join(map(repr, PREPROCESSINGS))}: use the xscreen version that exported it, or re-export it"
         )
     if height is not None and width is not None and (height, width) != metadata.input_size:
         raise ModelContractError(

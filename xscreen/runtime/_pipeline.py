@@ -84,6 +84,7 @@ def screen_batches(
         raise ValueError(f"batch_size must be >= 1 and workers >= 0, got {batch_size} and {workers}")
     times = times if times is not None else StageTimes()
     height, width = model.input_size
+    preprocessing = model.metadata.preprocessing
     chunks = _chunks(paths, batch_size)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="xscreen-decode") if workers else None
     pending: deque[tuple[list[Path], np.ndarray, list]] = deque()
@@ -94,9 +95,9 @@ def screen_batches(
         if chunk is None:
             return
         if pool is None:
-            outcomes = [_decode_into(buffer, i, path) for i, path in enumerate(chunk)]
+            outcomes = [_decode_into(buffer, i, path, preprocessing) for i, path in enumerate(chunk)]
         else:
-            outcomes = [pool.submit(_decode_into, buffer, i, path) for i, path in enumerate(chunk)]
+            outcomes = [pool.submit(_decode_into, buffer, i, path, preprocessing) for i, path in enumerate(chunk)]
         pending.append((chunk, buffer, outcomes))
 
     try:
@@ -128,11 +129,11 @@ def _chunks(paths: Iterable, size: int) -> Iterator[list[Path]]:
         yield chunk
 
 
-def _decode_into(buffer: np.ndarray, slot: int, path: Path) -> tuple[str | None, float]:
+def _decode_into(buffer: np.ndarray, slot: int, path: Path, preprocessing: str) -> tuple[str | None, float]:
     """Decode ``path`` into ``buffer[slot]``; return (error reason or None, seconds spent)."""
     started = time.perf_counter()
     try:
-        buffer[slot, :, :, 0] = decode_radiograph(path, buffer.shape[1:3])
+        buffer[slot, :, :, 0] = decode_radiograph(path, buffer.shape[1:3], preprocessing)
         error = None
     except DecodeError as exc:
         error = str(exc)
