@@ -96,7 +96,11 @@ def write_model_card(run: Path, exported: Path, data: Path, shipped: str, out: P
         f"head trained, then the upper blocks fine-tuned (Adam {cfg['fine_lr']}, cosine decay, batch-norm "
         "statistics frozen, class weights, early stopping on validation macro-F1). Threshold chosen on "
         f"validation for abnormal sensitivity ≥ {cfg['min_sensitivity']}: **{train['threshold']:.4f}** "
-        "(flag = P(not healthy) ≥ threshold).", "",
+        "(flag = P(not healthy) ≥ threshold; each exported format gets its own threshold, chosen the same "
+        "way on the same validation films).", "",
+        f"Preprocessing `{json.loads((run / 'model.json').read_text())['preprocessing']}`: grey, squashed to the "
+        "input size (bilinear), then a JPEG quality-75 round trip, the encoding every cxr3 film has, so that "
+        "clean films at run time look like the training films (README, *The model-file contract*).", "",
         f"Training time on 2 CPU cores (wall clock, whatever else ran): {train['timings_s']['total_s'] / 60:.1f} "
         "min in all "
         f"(feature cache {train['timings_s']['feature_cache_s'] / 60:.1f} min, "
