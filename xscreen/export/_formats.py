@@ -103,6 +103,7 @@ def convert_onnx_int8(inputs: ExportInputs) -> bytes:
     on x86, see TOOLCHAIN.md), calibrated on the same images as the TFLite int8 model."""
     import tempfile
 
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -136,8 +137,6 @@ def convert_onnx_int8(inputs: ExportInputs) -> bytes:
         fp32, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         fp32.write_bytes(convert_onnx_fp32(inputs))
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        import onnx
-
         input_name = onnx.load(str(pre)).graph.input[0].name
         quantize_static(
             str(pre), str(out), Calibration(input_name),
