@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -14,10 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..runtime import load_model
-from ..runtime._labelled import LabelledImage, read_labelled_folder
+from ..runtime._labelled import (
+    LabelledFolderError,
+    LabelledImage,
+    read_labelled_folder,
+    read_split_csv,
+    stratified_sample,
+)
 from ._hardware import hardware_fingerprint
 from ._measure import METHODS
 
@@ -79,50 +82,18 @@ class BenchReport:
 
 def select_images(images: list[LabelledImage], limit: int | None, seed: int = 0) -> list[LabelledImage]:
     """A class-stratified random sample of ``limit`` images (proportional, each class at least one)."""
-    if limit is None or limit >= len(images):
-        return list(images)
-    by_label: dict[str, list[int]] = {}
-    for i, img in enumerate(images):
-        by_label.setdefault(img.label, []).append(i)
-    if limit < len(by_label):
-        raise BenchError(f"--limit {limit} is smaller than the {len(by_label)} classes; use at least that")
-    # Largest-remainder allocation, then one per class at least.
-    exact = {label: limit * len(idx) / len(images) for label, idx in by_label.items()}
-    quota = {label: max(1, int(q)) for label, q in exact.items()}
-    for label in sorted(exact, key=lambda k: exact[k] - int(exact[k]), reverse=True):
-        if sum(quota.values()) >= limit:
-            break
-        quota[label] += 1
-    while sum(quota.values()) > limit:  # the at-least-one rule overshot: take back from the largest
-        quota[max(quota, key=quota.get)] -= 1
-    rng = np.random.default_rng(seed)
-    chosen = sorted(
-        int(i) for label, idx in sorted(by_label.items()) for i in rng.permutation(idx)[: quota[label]]
-    )
-    return [images[i] for i in chosen]
+    try:
+        return stratified_sample(images, limit, seed)
+    except LabelledFolderError as exc:
+        raise BenchError(f"--limit {limit}: {exc}") from None
 
 
 def read_split_file(split_file: Path) -> dict[Path, str]:
-    """Resolved path -> split from a CSV with ``file`` and ``split`` columns.
-
-    Relative paths are taken from the current folder (as ``xscreen train`` writes them), else from
-    the CSV's own folder.
-    """
-    split_file = Path(split_file)
+    """Resolved path -> split from a CSV with ``file`` and ``split`` columns (see ``read_split_csv``)."""
     try:
-        with open(split_file, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise BenchError(f"cannot read split file {split_file}: {exc.strerror or exc}") from exc
-    if not rows or not {"file", "split"} <= set(rows[0]):
-        raise BenchError(f"{split_file} needs 'file' and 'split' columns (like runs/<name>/split.csv)")
-    splits = {}
-    for row in rows:
-        path = Path(row["file"])
-        if not path.is_absolute() and not path.exists():
-            path = split_file.parent / path
-        splits[path.resolve()] = row["split"]
-    return splits
+        return {img.path: img.split for img in read_split_csv(split_file)}
+    except LabelledFolderError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def labelled_images(config: BenchConfig) -> list[LabelledImage]:

@@ -7,7 +7,6 @@ max |Δp|, and the format's own per-class metrics.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import json
@@ -15,18 +14,22 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
 from ..runtime._contract import ModelMetadata
-from ..runtime._decode import DecodeError, decode_radiograph
-from ..runtime._labelled import LabelledFolderError, LabelledImage, read_labelled_folder
+from ..runtime._labelled import (
+    LabelledFolderError,
+    LabelledImage,
+    read_labelled_folder,
+    read_split_csv,
+    stratified_sample,
+)
 from ..runtime._metrics import choose_threshold, classification_report, report_markdown
 from ._formats import ExportFormat, ExportInputs, resolve_formats
-from ._train import DISCLAIMER, METADATA_FILE
+from ._train import DISCLAIMER, METADATA_FILE, decode_all
 
 FLOAT_MIN_AGREEMENT = 0.995  # a float format below this is a broken conversion
 INT8_MAX_F1_LOSS = 0.01  # an int8 format losing more macro-F1 than this is reported loudly
@@ -104,44 +107,7 @@ def _training_split(model_path: Path) -> dict[str, LabelledImage]:
     split_csv = model_path.with_name("split.csv")
     if not split_csv.is_file():
         return {}
-    with open(split_csv, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return {
-        Path(row["file"]).resolve().as_posix():
-            LabelledImage(Path(row["file"]).resolve(), row["label"], row["group"], row["split"])
-        for row in rows
-    }
-
-
-def _stratified_sample(images: list[LabelledImage], n: int | None, seed: int) -> list[LabelledImage]:
-    if n is None or n >= len(images):
-        return images
-    rng = np.random.default_rng(seed)
-    labels = sorted({img.label for img in images})
-    per_label = {lab: [i for i, img in enumerate(images) if img.label == lab] for lab in labels}
-    picked: list[int] = []
-    for lab in labels:
-        share = max(1, round(n * len(per_label[lab]) / len(images)))
-        picked += list(rng.permutation(per_label[lab])[:share])
-    return [images[i] for i in sorted(picked)]
-
-
-def _decode(images: list[LabelledImage], size: tuple[int, int], preprocessing: str,
-            log) -> tuple[np.ndarray, list[LabelledImage]]:
-    pixels, kept, failed = [], [], 0
-    for img in images:
-        try:
-            pixels.append(decode_radiograph(img.path, size, preprocessing))
-            kept.append(img)
-        except DecodeError as exc:
-            failed += 1
-            if failed == 1:
-                log(f"skipping unreadable {img.path}: {exc}")
-    if failed:
-        log(f"skipped {failed} unreadable image(s)")
-    if not pixels:
-        raise ExportError("none of the selected images could be decoded")
-    return np.stack(pixels)[..., None], kept
+    return {img.path.as_posix(): img for img in read_split_csv(split_csv)}
 
 
 def _select_images(config: ExportConfig, split: dict[str, LabelledImage]):
@@ -163,7 +129,7 @@ def _select_images(config: ExportConfig, split: dict[str, LabelledImage]):
     if config.calibration is not None:
         pool = labelled(config.calibration, "calibration")
         # Never calibrate on held-out images: they are what the verification judges.
-        calibration = _stratified_sample([img for img in pool if split_of(img) == "train"] if split else pool,
+        calibration = stratified_sample([img for img in pool if split_of(img) == "train"] if split else pool,
                                          config.calibration_size, config.seed)
     if config.verify is not None:
         verify = labelled(config.verify, "verification")
@@ -177,7 +143,7 @@ def _select_images(config: ExportConfig, split: dict[str, LabelledImage]):
     else:
         raise ExportError("nothing to verify against: pass --verify DIR (a labelled folder)")
     tuning = [img for img in split.values() if img.split == "val" and img.path.is_file()]
-    return calibration, _stratified_sample(verify, config.verify_size, config.seed + 1), tuning
+    return calibration, stratified_sample(verify, config.verify_size, config.seed + 1), tuning
 
 
 def _judge(fmt: ExportFormat, agreement: float, f1_delta: float, strict: bool) -> tuple[str, str]:
@@ -206,7 +172,10 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
     unknown = sorted({img.label for img in verify_images} - set(base.labels))
     if unknown:
         raise ExportError(f"verification labels {unknown} are not among the model's {list(base.labels)}")
-    decode = partial(_decode, size=base.input_size, preprocessing=base.preprocessing, log=log)
+    def decode(images: list[LabelledImage]) -> tuple[np.ndarray, list[LabelledImage]]:
+        pixels, kept, _ = decode_all(images, base.input_size, base.preprocessing, log)
+        return pixels, [images[i] for i in kept]
+
     calibration = decode(calibration_images)[0] if calibration_images else None
     verify_pixels, verify_images = decode(verify_images)
     y_true = np.array([base.labels.index(img.label) for img in verify_images])

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtime._decode import decode_radiograph
+from ..runtime._labelled import read_split_csv
 from ..runtime._metrics import report_markdown
-from ._train import DISCLAIMER
+from ._train import DISCLAIMER, decode_all
 
 # The bundled model's targets (issue 5), checked against the held-out figures.
 TARGETS = (
@@ -36,14 +36,12 @@ def _subgroup_recall(run: Path, model_file: Path, data: Path) -> list[tuple[str,
     with open(manifest, newline="") as fh:
         origin = {(data / row["file"]).resolve().as_posix(): f"{row['source']} ({row['population']})"
                   for row in csv.DictReader(fh)}
-    with open(run / "split.csv", newline="") as fh:
-        test = [row for row in csv.DictReader(fh) if row["split"] == "test"]
+    test = [img for img in read_split_csv(run / "split.csv") if img.split == "test"]
     model = load_model(model_file)
-    size = model.metadata.input_size
-    pixels = np.stack([decode_radiograph(row["file"], size, model.metadata.preprocessing) for row in test])[..., None]
+    pixels, kept, _ = decode_all(test, model.metadata.input_size, model.metadata.preprocessing, lambda _: None)
     predicted = model.predict(pixels).argmax(1)
     rows = []
-    keys = [(row["label"], origin.get(Path(row["file"]).resolve().as_posix(), "unknown")) for row in test]
+    keys = [(test[i].label, origin.get(test[i].path.as_posix(), "unknown")) for i in kept]
     for key in sorted(set(keys)):
         hits = [model.metadata.labels[p] == key[0] for p, k in zip(predicted, keys) if k == key]
         rows.append((key[0], key[1], len(hits), float(np.mean(hits))))

@@ -107,13 +107,14 @@ def split_by_group(
 
 
 def decode_all(
-    images: list[LabelledImage], size: int, preprocessing: str, log: Callable[[str], None]
+    images: list[LabelledImage], size: tuple[int, int], preprocessing: str, log: Callable[[str], None]
 ) -> tuple[np.ndarray, list[int], list[tuple[Path, str]]]:
-    """Decode every image once with the runtime's decoder; unreadable ones are skipped and listed."""
+    """Decode images on a thread pool with the runtime's decoder: (N, H, W, 1) pixels, the indices
+    kept, and the unreadable ones (path, reason), which are skipped and logged."""
 
     def one(img: LabelledImage):
         try:
-            return decode_radiograph(img.path, (size, size), preprocessing), None
+            return decode_radiograph(img.path, size, preprocessing), None
         except DecodeError as exc:
             return None, str(exc)
 
@@ -128,7 +129,7 @@ def decode_all(
     if failed:
         log(f"skipped {len(failed)} unreadable image(s), e.g. {failed[0][0]}: {failed[0][1]}")
     if not pixels:
-        raise ValueError("no image could be decoded")
+        raise ValueError(f"none of the {len(images)} selected images could be decoded")
     return np.stack(pixels)[..., None], kept, failed
 
 
@@ -190,7 +191,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
             writer.writerow([img.path.as_posix(), img.label, img.group, split])
 
     t0 = time.perf_counter()
-    pixels, kept, failed = decode_all(images, config.input_size, config.preprocessing, log)
+    size = (config.input_size, config.input_size)
+    pixels, kept, failed = decode_all(images, size, config.preprocessing, log)
     timings["decode_s"] = time.perf_counter() - t0
     y_all = np.array([labels.index(images[i].label) for i in kept])
     split_all = np.array([splits[i] for i in kept])

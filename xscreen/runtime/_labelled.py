@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ._decode import IMAGE_EXTENSIONS
 
 SPLIT_NAMES = {"train": "train", "valid": "val", "val": "val", "validation": "val", "test": "test"}
@@ -104,3 +106,49 @@ def _apply_manifest(root: Path, images: list[LabelledImage]) -> list[LabelledIma
             )
         )
     return out
+
+
+def read_split_csv(split_file: str | os.PathLike) -> list[LabelledImage]:
+    """The images of a ``split.csv`` (``file,label,group,split``, as ``xscreen train`` writes it).
+
+    Paths come back resolved; a relative path is taken from the current folder (where ``xscreen
+    train`` ran), else from the CSV's own folder.
+    """
+    split_file = Path(split_file)
+    try:
+        with open(split_file, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise LabelledFolderError(f"cannot read split file {split_file}: {exc.strerror or exc}") from exc
+    if not rows or not {"file", "split"} <= set(rows[0]):
+        raise LabelledFolderError(f"{split_file} needs 'file' and 'split' columns (like runs/<name>/split.csv)")
+    images = []
+    for row in rows:
+        path = Path(row["file"])
+        if not path.is_absolute() and not path.exists():
+            path = split_file.parent / path
+        images.append(LabelledImage(path.resolve(), row.get("label", ""), row.get("group", ""), row["split"]))
+    return images
+
+
+def stratified_sample(images: list[LabelledImage], n: int | None, seed: int = 0) -> list[LabelledImage]:
+    """A class-stratified random sample of ``n`` images (proportional, each class at least one), in order."""
+    if n is None or n >= len(images):
+        return list(images)
+    by_label: dict[str, list[int]] = {}
+    for i, img in enumerate(images):
+        by_label.setdefault(img.label, []).append(i)
+    if n < len(by_label):
+        raise LabelledFolderError(f"a sample of {n} is smaller than the {len(by_label)} classes; use at least that")
+    # Largest-remainder allocation, then one per class at least.
+    exact = {label: n * len(idx) / len(images) for label, idx in by_label.items()}
+    quota = {label: max(1, int(q)) for label, q in exact.items()}
+    for label in sorted(exact, key=lambda k: exact[k] - int(exact[k]), reverse=True):
+        if sum(quota.values()) >= n:
+            break
+        quota[label] += 1
+    while sum(quota.values()) > n:  # the at-least-one rule overshot: take back from the largest
+        quota[max(quota, key=quota.get)] -= 1
+    rng = np.random.default_rng(seed)
+    chosen = sorted(int(i) for label, idx in sorted(by_label.items()) for i in rng.permutation(idx)[: quota[label]])
+    return [images[i] for i in chosen]
