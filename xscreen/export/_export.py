@@ -293,7 +293,7 @@ def _export_one(fmt: ExportFormat, inputs: ExportInputs, metadata: ModelMetadata
     if reference.tuning is not None:
         metadata = metadata.with_updates(threshold=reference.tuning.threshold_for(runtime_model))
         _write_model_file(fmt, data, metadata, path)
-        runtime_model = load_model(path)
+        runtime_model = load_model(path)  # verify the file as it ships, with its final metadata
     row["threshold"] = metadata.threshold
     row["size_bytes"] = path.stat().st_size
     prob = runtime_model.predict(reference.pixels)
