@@ -33,6 +33,10 @@ SYMLINK_DIR = "symlinked folder (pass --follow-symlinks)"
 OnIgnored = Callable[[Path, str], None]
 
 
+class ListFileError(ValueError):
+    """A list of paths xscreen cannot read as one (a CSV without a ``path`` column)."""
+
+
 def discover_inputs(
     target: str | os.PathLike,
     *,
@@ -51,7 +55,7 @@ def discover_inputs(
     symlinked files are taken only when they point inside the folder. ``on_ignored(path,
     reason)`` hears about every entry of a folder that is not screened. Raises
     FileNotFoundError naming what is wrong when ``target`` does not exist or is a symlink loop,
-    and ValueError for a ``.csv`` without a ``path`` column.
+    and ListFileError for a ``.csv`` without a ``path`` column.
     """
     if str(target) == STDIN:
         return _read_lines(sys.stdin, Path("."), follow_symlinks, on_ignored)
@@ -158,7 +162,7 @@ def _read_csv_list(listing: Path, follow_symlinks: bool, on_ignored: OnIgnored |
     reader = csv.DictReader(fh)
     if "path" not in (reader.fieldnames or ()):
         fh.close()
-        raise ValueError(f"{listing} is a CSV list without a 'path' column (its columns: "
+        raise ListFileError(f"{listing} is a CSV list without a 'path' column (its columns: "
                          f"{', '.join(reader.fieldnames or []) or 'none'}): name the column of file paths 'path'")
     return _closing_after(fh, _listed(listing.parent, (row["path"].strip() for row in reader if row["path"]),
                                       follow_symlinks, on_ignored))

@@ -40,6 +40,7 @@ class ScreeningResult:
     probabilities: dict[str, float] | None = None
     flag: bool | None = None  # needs review, from the model's threshold; None: the model has none
     error: str | None = None
+    review_reason: str | None = None  # the comparison behind ``flag``, e.g. "P(not healthy) 0.970 >= threshold 0.941"
 
 
 @dataclass
@@ -145,7 +146,7 @@ def _decode_into(buffer: np.ndarray, slot: int, path: Path, preprocessing: str) 
 def _results(chunk: list[Path], errors: list[str | None], probabilities: np.ndarray | None,
              model: ScreeningModel) -> list[ScreeningResult]:
     labels = model.labels
-    needs_review = model.metadata.needs_review
+    metadata = model.metadata
     results = []
     for i, (path, error) in enumerate(zip(chunk, errors)):
         if error is not None:
@@ -153,6 +154,7 @@ def _results(chunk: list[Path], errors: list[str | None], probabilities: np.ndar
             continue
         row = probabilities[i]
         results.append(ScreeningResult(
-            str(path), "ok", labels[int(row.argmax())], dict(zip(labels, row.tolist())), needs_review(row),
+            str(path), "ok", labels[int(row.argmax())], dict(zip(labels, row.tolist())), metadata.needs_review(row),
+            review_reason=metadata.review_reason(row),
         ))
     return results
