@@ -84,5 +84,6 @@ def test_demo_where_its_folder_cannot_be_written_uses_a_temporary_one_and_says_w
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     folder = Path(result.stderr.split("folder: ")[1].split()[0])
-    assert folder.parent == tmp_path and folder.name.startswith("xscreen-demo-") and (folder / "README-SYNTHETIC.txt").exists()
+    assert folder.parent == tmp_path and folder.name.startswith("xscreen-demo-")
+    assert (folder / "README-SYNTHETIC.txt").exists()
     assert len(rows(folder / "xscreen-results.csv")) >= 6
