@@ -291,7 +291,8 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
     config = BenchConfig(data=data, models=models, threads=threads, runs=runs, warmup=warmup, limit=limit,
                          split=split, split_file=split_file, seed=seed, workers=workers, batch_size=batch_size)
     try:
-        report = run_bench(config, progress=lambda message: err.print(message, highlight=False, soft_wrap=True))
+        report = run_bench(config, progress=lambda message: err.print(escape(message), highlight=False,
+                                                                      soft_wrap=True))
     except (BenchError, LabelledFolderError, ModelContractError, MissingRuntimeError) as exc:
         raise CommandError(str(exc)) from None
     written = write_report(report, out)
@@ -401,15 +402,17 @@ def export_command(model, formats, calibration, calibration_size, verify, verify
         report = export_model(config, log=_log_line)
     except ValueError as exc:  # ExportError, unknown format, bad labels
         raise CommandError(str(exc)) from None
-    table = Table(title=f"export of {model} (verified on {report['verification']['images']} held-out images)")
-    for column in ("format", "file", "MB", "agreement", "max |Δp|", "macro-F1", "Δ pts", "status"):
+    table = Table(title=escape(f"export of {model} (verified on {report['verification']['images']} held-out images)"))
+    for column in ("format", "file", "size", "agreement", "max |Δp|", "macro-F1", "Δ pts", "status"):
         table.add_column(column)
     for row in report["formats"]:
         if row["status"] == "error":
-            table.add_row(row["format"], row["file"], "", "", "", "", "", f"[red]error[/] {escape(row['note'])}")
+            table.add_row(row["format"], escape(row["file"]), "", "", "", "", "",
+                          f"[red]error[/] {escape(row['note'])}")
             continue
         colour = {"pass": "green", "warn": "yellow", "fail": "red"}[row["status"]]
-        table.add_row(row["format"], row["file"], f"{row['size_bytes'] / 1e6:.2f}", f"{row['top1_agreement']:.4f}",
+        table.add_row(row["format"], escape(row["file"]), format_megabytes(row["size_bytes"]),
+                      f"{row['top1_agreement']:.4f}",
                       f"{row['max_abs_dp']:.4f}", f"{row['metrics']['macro_f1']:.4f}",
                       f"{row['macro_f1_delta'] * 100:+.2f}", f"[{colour}]{row['status']}[/] {escape(row['note'])}")
     console = Console() if Console().is_terminal else Console(width=200)
