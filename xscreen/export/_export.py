@@ -131,6 +131,9 @@ def _select_images(config: ExportConfig, split: dict[str, LabelledImage]):
         # Never calibrate on held-out images: they are what the verification judges.
         calibration = stratified_sample([img for img in pool if split_of(img) == "train"] if split else pool,
                                          config.calibration_size, config.seed)
+    elif split:  # the training run's own training films, from every folder it trained on
+        calibration = stratified_sample([img for img in split.values() if img.split == "train" and img.path.is_file()],
+                                        config.calibration_size, config.seed)
     if config.verify is not None:
         verify = labelled(config.verify, "verification")
         if split:
@@ -168,9 +171,9 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
     model, outputs = _screening_model(config.model, classifier, base)
     base = base.with_updates(outputs=outputs, scope=base.scope if "scope" in outputs else None)
     log("outputs: " + ", ".join(f"{name} {tuple(shape)}" for name, shape in outputs.items()))
-    if any(f.name.endswith("int8") for f in formats) and config.calibration is None:
-        raise ExportError("int8 formats need real calibration images: pass --calibration DIR")
     split = _training_split(config.model)
+    if any(f.name.endswith("int8") for f in formats) and config.calibration is None and not split:
+        raise ExportError("int8 formats need real calibration images: pass --calibration DIR")
     calibration_images, verify_images, tuning_images = _select_images(config, split)
     unknown = sorted({img.label for img in verify_images} - set(base.labels))
     if unknown:
