@@ -339,7 +339,7 @@ def _export_one(fmt: ExportFormat, inputs: ExportInputs, metadata: ModelMetadata
 
 def _extra_outputs_agreement(runtime_model, reference: _Reference, metadata: ModelMetadata) -> dict:
     """How the file's heatmaps and scope decisions compare with Keras' on the held-out images."""
-    from ..runtime._scope import scope_scores_from_features
+    from ..runtime._scope import scope_scores
 
     found = {}
     if "cam" not in reference.outputs and "scope" not in reference.outputs:
@@ -356,7 +356,7 @@ def _extra_outputs_agreement(runtime_model, reference: _Reference, metadata: Mod
         found["cam_max_abs_diff_relative"] = float(np.abs(outputs.cam - keras_cam).max() / scale)
         found["cam_median_correlation"] = float(np.median(corr)) if corr else None
     if "scope" in reference.outputs and outputs.scope_score is not None:
-        keras_score = scope_scores_from_features(reference.outputs["scope"], metadata.scope)
+        keras_score = scope_scores(reference.outputs["scope"], np.asarray(metadata.scope["class_means"], np.float32))
         threshold = metadata.scope["threshold"]
         found["scope_in_scope_rate"] = float((outputs.scope_score <= threshold).mean())
         found["scope_in_scope_rate_keras"] = float((keras_score <= threshold).mean())
