@@ -443,7 +443,8 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
 @click.option("--formats", default="all", show_default=True,
               help="all, or a comma-separated list of: " + ", ".join(list(EXPORT_FORMATS)))
 @click.option("--calibration", type=click.Path(path_type=Path),
-              help="Labelled folder for int8 calibration (its training-split images only); default: the run's training films.")
+              help="Labelled folder for int8 calibration (its training-split images only); "
+                   "default: the run's training films.")
 @click.option("--calibration-size", default=ExportConfig.calibration_size, show_default=True, type=click.IntRange(10),
               help="Training images used to calibrate int8 formats (stratified sample).")
 @click.option("--verify", type=click.Path(path_type=Path),
