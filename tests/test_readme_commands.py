@@ -83,3 +83,27 @@ def test_the_commands_a_fresh_install_can_run_run_as_written(sandbox, monkeypatc
         ran.append(args[0])
     assert {"run", "info", "demo", "bench"} <= set(ran)
     assert (sandbox / "results.csv").exists() and (sandbox / "bench" / "bench.md").exists()
+
+
+def test_the_readme_shows_the_output_exactly_as_written(tmp_path):
+    import csv
+    import json
+
+    from xscreen.runtime import ScreeningResult, open_writer, result_columns
+
+    text = README.read_text()
+    example = json.loads(re.search(r'^`(\{"path": .*\})`$', text, flags=re.M).group(1))
+    labels = tuple(example["probabilities"])
+    row = ScreeningResult("scans/a.png", "ok", "covid", example["probabilities"], True,
+                          review_reason=example["review_reason"])
+    with open_writer(tmp_path / "r.jsonl", labels, resume=False) as writer:
+        writer.write([row])
+    written = json.loads((tmp_path / "r.jsonl").read_text())
+    assert list(written) == list(example) and written == example
+    with open_writer(tmp_path / "r.csv", labels, resume=False) as writer:
+        writer.write([row])
+    header, values = list(csv.reader((tmp_path / "r.csv").read_text().splitlines()))
+    documented = re.findall(r"^\| `([a-z_<>]+)` \|", text.split("### Output")[1].split("Exit codes")[0], flags=re.M)
+    assert [c if not c.startswith("prob_") else "prob_<label>" for c in result_columns(labels)
+            if not c.startswith("prob_") or c == f"prob_{labels[0]}"] == documented
+    assert values[header.index("flag")] == "true"  # lowercase, as the README's table says

@@ -87,7 +87,8 @@ def flag_sentence(model: ScreeningModel) -> str | None:
 
 def print_run_summary(console: Console, summary: RunSummary, model: ScreeningModel) -> None:
     """The table after ``xscreen run``: what is in the output file, this run's speed, where the file is."""
-    title = (f"xscreen run: {plural(summary.rows, 'file')}: {summary.screened:,} screened, "
+    out_of_scope = f"{summary.out_of_scope:,} out of scope, " if summary.out_of_scope else ""
+    title = (f"xscreen run: {plural(summary.rows, 'file')}: {summary.screened:,} screened, {out_of_scope}"
              f"{plural(summary.errors, 'error')}")
     table = Table(title=escape(title), title_justify="left")
     table.add_column("")
@@ -102,6 +103,8 @@ def print_run_summary(console: Console, summary: RunSummary, model: ScreeningMod
     if model.metadata.threshold is not None:
         table.add_row("[bold]flagged for review[/]", f"{summary.flagged:,}", share(summary.flagged),
                       end_section=True)
+    if summary.out_of_scope:
+        table.add_row("[yellow]out of scope (not screened)[/]", f"{summary.out_of_scope:,}", "")
     table.add_row("[red]errors[/]" if summary.errors else "errors", f"{summary.errors:,}", "")
     if summary.earlier:
         table.add_row("rows from earlier runs (--resume)", f"{summary.earlier:,}", "")
@@ -110,12 +113,14 @@ def print_run_summary(console: Console, summary: RunSummary, model: ScreeningMod
     for reason, n in summary.ignored.items():
         table.add_row(f"[dim]ignored: {escape(reason)}[/]", f"{n:,}", "")
     console.print(table)
+    for path, reason in summary.first_out_of_scope:
+        console.print(f"  [yellow]out of scope[/] {escape(path)}: {escape(reason)}", highlight=False)
     for path, reason in summary.first_errors:
         console.print(f"  [red]error[/] {escape(path)}: {escape(reason)}", highlight=False)
-    new_errors = summary.new_errors
-    if new_errors > len(summary.first_errors):
-        console.print(f"  … and {new_errors - len(summary.first_errors):,} more errors, "
-                      f"every one in {escape(summary.out)}", highlight=False)
+    listed = len(summary.first_errors) + len(summary.first_out_of_scope)
+    if summary.new_errors > listed:
+        console.print(f"  … and {summary.new_errors - listed:,} more, every one in {escape(summary.out)}",
+                      highlight=False)
     sentence = flag_sentence(model)
     if sentence:
         console.print(escape(sentence), highlight=False)

@@ -5,10 +5,11 @@ Everything public is re-exported here; the underscored modules are private.
 
 from ._backends import BACKEND_NAMES, MissingRuntimeError, available_backends
 from ._contract import METADATA_KEY, ModelContractError, ModelMetadata
-from ._decode import IMAGE_EXTENSIONS, PREPROCESSING_ID, DecodeError, decode_radiograph
+from ._decode import IMAGE_EXTENSIONS, PREPROCESSING_ID, DecodeError, OutOfScopeError, decode_radiograph
 from ._discover import discover_inputs
 from ._model import (
     BUNDLED_MODEL_NAMES,
+    ModelOutputs,
     ScreeningModel,
     default_model_path,
     format_megabytes,
@@ -32,7 +33,9 @@ __all__ = [
     "MissingRuntimeError",
     "ModelContractError",
     "ModelMetadata",
+    "ModelOutputs",
     "NoInputsError",
+    "OutOfScopeError",
     "OutputExistsError",
     "OutputInUseError",
     "ResumeError",

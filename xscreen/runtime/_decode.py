@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ._scope import dicom_header_reason
+
 # Bump the suffix whenever anything below changes the pixels a model sees.
 PREPROCESSING_ID = "xscreen-grey-squash-bilinear-v1"
 # The same, then a JPEG quality-75 round trip at the model's input size: the encoding of the cxr3
@@ -49,6 +51,10 @@ class DecodeError(Exception):
     """A file that cannot be turned into a radiograph; the message is the reason shown to the user."""
 
 
+class OutOfScopeError(DecodeError):
+    """A readable file that is not a frontal chest radiograph (its DICOM header says so)."""
+
+
 def sniff_format(path: str | os.PathLike) -> str | None:
     """Return ``"png"``, ``"jpeg"`` or ``"dicom"`` from a file's first bytes, or None."""
     with open(path, "rb") as fh:
@@ -63,18 +69,21 @@ def sniff_format(path: str | os.PathLike) -> str | None:
 
 
 def decode_radiograph(
-    path: str | os.PathLike, size: tuple[int, int] | None = None, preprocessing: str = PREPROCESSING_ID
+    path: str | os.PathLike, size: tuple[int, int] | None = None, preprocessing: str = PREPROCESSING_ID,
+    *, scope_check: bool = False,
 ) -> np.ndarray:
     """Decode a PNG (8/16-bit), JPEG or DICOM file into a grey ``uint8`` array.
 
     ``size`` is ``(height, width)``; when given, the image is squashed to it (no crop, the aspect
     ratio is not kept, as in the training data) with :data:`RESAMPLE`, then finished as the
     ``preprocessing`` id (a key of :data:`PREPROCESSINGS`, from the model's metadata) says.
-    Raises :class:`DecodeError` with a reason a user can act on.
+    Raises :class:`DecodeError` with a reason a user can act on; with ``scope_check``, its subclass
+    :class:`OutOfScopeError` for a DICOM whose header says it is not a frontal chest radiograph
+    (checked before its pixels are decoded).
     """
     if preprocessing not in PREPROCESSINGS:
         raise ValueError(f"unknown preprocessing {preprocessing!r}; known: {', '.join(PREPROCESSINGS)}")
-    grey = _decode_any(path, size)
+    grey = _decode_any(path, size, scope_check)
     quality = PREPROCESSINGS[preprocessing]
     return grey if size is None or quality is None else jpeg_round_trip(grey, quality)
 
@@ -88,7 +97,7 @@ def jpeg_round_trip(grey: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(im.convert("L"))
 
 
-def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None) -> np.ndarray:
+def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None, scope_check: bool) -> np.ndarray:
     path = Path(path)
     try:
         info = path.stat()
@@ -106,7 +115,7 @@ def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None) -> np.nda
     if kind is None:
         raise DecodeError("not a PNG, JPEG or DICOM file (unrecognised content)")
     if kind.startswith("dicom"):
-        grey = _decode_dicom(path, force=kind != "dicom")
+        grey = _decode_dicom(path, scope_check, force=kind != "dicom")
         return grey if size is None else resize_grey(grey, size)
     return _decode_pillow(path, size)
 
@@ -208,7 +217,7 @@ _MISSING_CODEC = re.compile(r"missing (required )?dependenc|no (available )?(pix
                             r"plugins are missing|not installed|unable to decompress", re.IGNORECASE)
 
 
-def _decode_dicom(path: Path, force: bool = False) -> np.ndarray:
+def _decode_dicom(path: Path, scope_check: bool, force: bool = False) -> np.ndarray:
     pydicom = _import_pydicom()
     try:
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -225,6 +234,9 @@ def _decode_dicom(path: Path, force: bool = False) -> np.ndarray:
         raise
     except Exception as exc:  # pydicom raises many types for a damaged header
         raise DecodeError(f"unreadable DICOM header: {_dicom_header_reason(exc)}") from exc
+    reason = dicom_header_reason(ds) if scope_check else None
+    if reason is not None:
+        raise OutOfScopeError(reason)
     if not has_pixels:
         if force:
             raise DecodeError("not a PNG, JPEG or DICOM file (a .dcm name, but no DICOM image inside)")

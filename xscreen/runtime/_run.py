@@ -39,14 +39,16 @@ class RunSummary:
     backend: str
     ok: int = 0  # screened: a prediction was made
     errors: int = 0  # could not be screened
+    out_of_scope: int = 0  # not screened: not a frontal chest film, by its DICOM header or its image
     earlier: int = 0  # rows kept from earlier runs (--resume)
     new_ok: int = 0
-    new_errors: int = 0
+    new_errors: int = 0  # this run's errors and out-of-scope rows
     skipped_resumed: int = 0  # files of the target already in the output file, not screened again
     duplicates: int = 0  # list entries naming a file already listed: screened once
     per_class: dict[str, int] = field(default_factory=dict)  # predictions in the file, in label order
     flagged: int = 0  # needs review according to the model's threshold
     first_errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run's
+    first_out_of_scope: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run's
     ignored: dict[str, int] = field(default_factory=dict)  # folder entries not screened, by reason
     elapsed_s: float = 0.0
     decode_s: float = 0.0  # decoding + resizing, summed over the decoding threads
@@ -55,12 +57,12 @@ class RunSummary:
 
     @property
     def screened(self) -> int:
-        """Rows with a prediction; errors are not screened."""
+        """Rows with a prediction; errors and out-of-scope files are not screened."""
         return self.ok
 
     @property
     def rows(self) -> int:
-        return self.ok + self.errors
+        return self.ok + self.errors + self.out_of_scope
 
     @property
     def images_per_s(self) -> float | None:
@@ -77,6 +79,10 @@ class RunSummary:
             self._count(r.status, r.prediction, r.flag)
             if r.status == "ok":
                 self.new_ok += 1
+            elif r.status == "out_of_scope":
+                self.new_errors += 1
+                if len(self.first_out_of_scope) < FIRST_ERRORS:
+                    self.first_out_of_scope.append((r.path, r.error))
             else:
                 self.new_errors += 1
                 if len(self.first_errors) < FIRST_ERRORS:
@@ -93,6 +99,8 @@ class RunSummary:
             self.ok += n
             self.per_class[prediction] = self.per_class.get(prediction, 0) + n
             self.flagged += n * bool(flag)
+        elif status == "out_of_scope":
+            self.out_of_scope += n
         else:
             self.errors += n
 
@@ -108,6 +116,8 @@ def run_screening(
     batch_size: int | None = None,
     follow_symlinks: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    heatmaps: bool = False,
+    scope_check: bool = True,
 ) -> RunSummary:
     """Screen every image under ``target`` with ``model`` and write one row per file to ``out``.
 
@@ -116,7 +126,8 @@ def run_screening(
     rows: OutputExistsError). ``out`` is locked while the run writes it (OutputInUseError for a
     second run) and ``<out>.meta.json`` records the model that wrote it; a resume with another
     model raises ResumeError. A file listed twice is screened once. ``progress(done, to_do)`` is
-    called before the first batch and after each one. Raises NoInputsError when ``target`` holds
+    called before the first batch and after each one. ``heatmaps`` and ``scope_check``: see
+    :func:`screen_batches`. Raises NoInputsError when ``target`` holds
     no images, and the errors of :func:`load_model` and :func:`open_writer`.
     """
     if not isinstance(model, ScreeningModel):
@@ -145,7 +156,9 @@ def run_screening(
         summary.skipped_resumed = len(paths) - len(to_do)
         if progress:
             progress(0, len(to_do))
-        with closing(screen_batches(to_do, model, workers=workers, batch_size=batch_size, times=times)) as batches:
+        batches = screen_batches(to_do, model, workers=workers, batch_size=batch_size, times=times,
+                                 heatmaps=heatmaps, scope_check=scope_check)
+        with closing(batches):
             for batch in batches:
                 write_started = time.perf_counter()
                 writer.write(batch)
@@ -156,7 +169,6 @@ def run_screening(
     summary.decode_s, summary.inference_s = times.decode_s, times.inference_s
     summary.elapsed_s = time.perf_counter() - started
     return summary
-
 
 
 def _writer(out, model: ScreeningModel, resume: bool, overwrite: bool):

@@ -19,7 +19,8 @@ from ._pipeline import ScreeningResult
 
 _ENCODING = dict(encoding="utf-8", errors="surrogateescape")  # any file name round-trips
 _PROB_DECIMALS = 6
-STATUSES = ("ok", "error")
+_SCORE_DECIMALS = 3
+STATUSES = ("ok", "error", "out_of_scope")
 
 
 class ResumeError(ValueError):
@@ -27,9 +28,9 @@ class ResumeError(ValueError):
 
 
 def result_columns(labels: Sequence[str]) -> list[str]:
-    """CSV header: ``path,status,prediction,prob_<label>...,flag,review_reason,error``."""
+    """CSV header: ``path,status,prediction,prob_<label>...,flag,review_reason,scope_score,error``."""
     return ["path", "status", "prediction", *(f"prob_{label}" for label in labels), "flag", "review_reason",
-            "error"]
+            "scope_score", "error"]
 
 
 class _ResultWriter:
@@ -100,6 +101,7 @@ class CsvResultWriter(_ResultWriter):
             *(("" if probs is None else f"{probs[label]:.{_PROB_DECIMALS}f}") for label in self.labels),
             "" if r.flag is None else str(r.flag).lower(),
             r.review_reason or "",
+            "" if r.scope_score is None else f"{r.scope_score:.{_SCORE_DECIMALS}f}",
             _one_line(r.error),
         ])
 
@@ -138,7 +140,9 @@ class JsonlResultWriter(_ResultWriter):
             "path": r.path, "status": r.status, "prediction": r.prediction,
             "probabilities": None if r.probabilities is None
             else {label: round(r.probabilities[label], _PROB_DECIMALS) for label in self.labels},
-            "flag": r.flag, "review_reason": r.review_reason, "error": r.error,
+            "flag": r.flag, "review_reason": r.review_reason,
+            "scope_score": None if r.scope_score is None else round(r.scope_score, _SCORE_DECIMALS),
+            "error": r.error,
         }
         self._fh.write(json.dumps(row) + "\n")
 
