@@ -7,9 +7,10 @@ into the exported graph as a third output, so the runtime only squares and sums 
 
 The threshold is chosen against sources held out of the fit, not against the pool alone: for each
 source whose classes the other sources also hold and whose age group they hold at least as many
-films of (another hospital, not another population), the statistic is refitted without it and that source's films are scored; the threshold
-keeps 99 % of the worst such source in scope, and at least 99.9 % of the validation films. A film
-from a hospital the fit never saw is the hard case, and this is the rule that measures it.
+films of (another hospital, not another population), the statistic is refitted without it and
+that source's films are scored; the threshold keeps 99 % of the worst such source in scope, and at
+least 99.9 % of the validation films. A film from a hospital the fit never saw is the hard case, and
+this is the rule that measures it.
 """
 
 from __future__ import annotations
