@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 HELD_OUT_QUANTILE = 0.99  # of the worst held-out source's scores: that source keeps 99 % in scope
-POOL_QUANTILE = 0.999  # of the validation films' scores under the full fit: a floor (the target is <= 1 % out per source)
+POOL_QUANTILE = 0.999  # of the validation films' scores, full fit: a floor (target: <= 1 % out per source)
 MIN_SOURCE_FILMS = 50
 
 
