@@ -48,6 +48,7 @@ from .runtime import (
     run_screening,
 )
 from .runtime._decode import PREPROCESSINGS
+from .runtime._scope import describe_scope
 
 DISCLAIMER = ("xscreen is not a medical device: its output is a research aid for triage studies, "
               "not a diagnosis. A clinician must read every film.")
@@ -117,15 +118,20 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, thread
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out and screen only the rest.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @click.option("--follow-symlinks", is_flag=True, help="Enter symlinked folders and files pointing outside TARGET.")
-@click.option("--strict", is_flag=True, help="Exit with status 1 when any file could not be screened.")
+@click.option("--strict", is_flag=True,
+              help="Exit with status 1 when any file could not be screened (error or out of scope).")
+@click.option("--no-scope-check", "no_scope_check", is_flag=True,
+              help="Screen every file, even those whose DICOM header or image says it is not a frontal chest film.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @backend_option
 def run(target: Path, model_path: Path | None, labels, out: Path, threads, workers, batch_size,
-        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, quiet: bool, backend) -> None:
+        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, no_scope_check: bool, quiet: bool,
+        backend) -> None:
     """Screen every image in TARGET: a folder (searched recursively), one file, or a .txt list of paths.
 
     Reads PNG (8/16-bit), JPEG and DICOM (also without extension) files and writes one row per
-    file to --out: path, status, prediction, prob_<label> per class, flag (needs review), error.
+    file to --out: path, status (ok, error, out_of_scope), prediction, prob_<label> per class,
+    flag (needs review), scope_score, error (the reason for an error or out_of_scope).
     """
     if resume and overwrite:
         raise CommandError("--resume and --overwrite contradict each other: pick one")
@@ -142,7 +148,7 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
     try:
         summary = run_screening(
             target, model, out, resume=resume, workers=workers, batch_size=batch_size,
-            follow_symlinks=follow_symlinks, progress=reporter,
+            follow_symlinks=follow_symlinks, progress=reporter, scope_check=not no_scope_check,
         )
     except (NoInputsError, ResumeError) as exc:
         raise CommandError(str(exc)) from None
@@ -157,7 +163,7 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
             reporter.close()
     if not quiet:
         _print_summary(Console(), summary, model)
-    if strict and summary.errors:
+    if strict and (summary.errors or summary.out_of_scope):
         sys.exit(1)
 
 
@@ -215,12 +221,19 @@ def _print_summary(console: Console, summary: RunSummary, model: ScreeningModel)
     if model.metadata.threshold is not None:
         table.add_row("[bold]flagged for review[/]", f"{summary.flagged:,}", share(summary.flagged),
                       end_section=True)
+    table.add_row("[yellow]out of scope[/]" if summary.out_of_scope else "out of scope",
+                  f"{summary.out_of_scope:,}", "")
     table.add_row("[red]errors[/]" if summary.errors else "errors", f"{summary.errors:,}", "")
     if summary.skipped_resumed:
         table.add_row("already in the output (resumed)", f"{summary.skipped_resumed:,}", "")
     for reason, n in summary.ignored.items():
         table.add_row(f"[dim]ignored: {escape(reason)}[/]", f"{n:,}", "")
     console.print(table)
+    for path, reason in summary.first_out_of_scope:
+        console.print(f"  [yellow]out of scope[/] {escape(path)}: {escape(reason)}", highlight=False)
+    if summary.out_of_scope > len(summary.first_out_of_scope):
+        console.print(f"  … and {summary.out_of_scope - len(summary.first_out_of_scope):,} more out of scope, "
+                      f"every one in {escape(summary.out)}")
     for path, reason in summary.first_errors:
         console.print(f"  [red]error[/] {escape(path)}: {escape(reason)}", highlight=False)
     if summary.errors > len(summary.first_errors):
@@ -262,6 +275,8 @@ def info(model_path: Path | None, labels, backend, as_json: bool) -> None:
         "output": _tensor_line(description["output"]),
         "batch": description["batch"],
         "screening flag": _flag_line(description),
+        "heatmaps": "yes (class-activation maps)" if description["heatmaps"] else "no",
+        "scope check": describe_scope(description["scope"]),
         "preprocessing": description["preprocessing"],
         "model version": meta["model_version"],
         "exported": meta["exported_at"],
