@@ -230,7 +230,8 @@ def _print_summary(console: Console, summary: RunSummary, model: ScreeningModel)
         table.add_row(f"[dim]ignored: {escape(reason)}[/]", f"{n:,}", "")
     console.print(table)
     for path, reason in summary.first_out_of_scope:
-        console.print(f"  [yellow]out of scope[/] {escape(path)}: {escape(reason)}", highlight=False)
+        console.print(f"  [yellow]out of scope[/] {escape(path)}: {escape(reason.removeprefix('out of scope: '))}",
+                      highlight=False)
     if summary.out_of_scope > len(summary.first_out_of_scope):
         console.print(f"  … and {summary.out_of_scope - len(summary.first_out_of_scope):,} more out of scope, "
                       f"every one in {escape(summary.out)}")
