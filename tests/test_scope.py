@@ -126,7 +126,7 @@ def test_films_are_screened_photos_and_noise_are_out_of_scope(path, tmp_path):
     assert all(r.scope_score < 0.5 for r in results[:3])
     photo = results[3]
     assert photo.error.startswith("out of scope: far from the training films (score ")
-    assert f"{photo.scope_score:.1f} > 1.5)" in photo.error and photo.flag is None
+    assert f"{photo.scope_score:.3g} > 1.5)" in photo.error and photo.flag is None
 
 
 @pytest.mark.parametrize("path", SCOPED_MODELS)

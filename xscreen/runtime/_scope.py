@@ -66,8 +66,8 @@ def scope_scores(z: np.ndarray, class_means: np.ndarray) -> np.ndarray:
 
 
 def score_reason(score: float, threshold: float) -> str:
-    """The reason shown for a film whose scope score is above the threshold."""
-    return f"out of scope: far from the training films (score {score:.1f} > {threshold:.1f})"
+    """The reason shown for a film whose scope score is above the threshold (3 digits: never "1.5 > 1.5")."""
+    return f"out of scope: far from the training films (score {score:.3g} > {threshold:.3g})"
 
 
 def describe_scope(scope: dict | None) -> str:
