@@ -12,7 +12,9 @@ Sets (each through ``xscreen.runtime.screen_files``, the pipeline ``xscreen run`
 * ``synthetic``: the demo's synthetic films (``xscreen demo`` writes the first six) and 50 more seeds;
 * ``cxr3-test`` and ``nih-test``: held-out frontal films, the ``test`` rows of ``--split-file`` under
   each folder (without a split file: every film of the folder, which includes training films);
-* ``fullres``: original full-resolution frontal films.
+* ``fullres``: original full-resolution frontal films;
+* ``cxr3-test-inverted``: the ``cxr3-test`` films as negatives: the reasons column shows how many are
+  named *probably inverted*.
 
 For each set: the out-of-scope rate over the files that decode, by the header rules and the image
 score together (what ``xscreen run`` does) and by the image score alone (``--no-scope-check`` off
@@ -94,6 +96,18 @@ def frontal(folder: Path, split_rows, limit: int | None) -> list[Path]:
     else:
         images = read_labelled_folder(folder)
     return [img.path for img in stratified_sample(images, limit)]
+
+
+def inverted(paths: list[Path], folder: Path) -> list[Path]:
+    """Negatives of frontal films (255 - pixels, as a MONOCHROME1 film read as MONOCHROME2 looks)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    negatives = []
+    for i, path in enumerate(paths):
+        negatives.append(folder / f"negative-{i}-{path.stem}.png")
+        Image.fromarray(255 - decode_radiograph(path)).save(negatives[-1])
+    return negatives
 
 
 def rates(model, paths: list[Path]) -> dict:
@@ -246,6 +260,7 @@ def main() -> None:
             "nih-test": frontal(args.data / "nih", split_rows, args.limit),
             "fullres": frontal(args.data / "fullres", None, args.limit),
         }
+        sets["cxr3-test-inverted"] = inverted(sets["cxr3-test"], Path(tmp) / "inverted")
         results = {}
         for name, paths in sets.items():
             if paths and not args.cost_only:
