@@ -260,7 +260,8 @@ def main() -> None:
             "nih-test": frontal(args.data / "nih", split_rows, args.limit),
             "fullres": frontal(args.data / "fullres", None, args.limit),
         }
-        sets["cxr3-test-inverted"] = inverted(sets["cxr3-test"], Path(tmp) / "inverted")
+        if not args.cost_only:
+            sets["cxr3-test-inverted"] = inverted(sets["cxr3-test"], Path(tmp) / "inverted")
         results = {}
         for name, paths in sets.items():
             if paths and not args.cost_only:
