@@ -23,7 +23,7 @@ import numpy as np
 # RG (radiographic imaging). Everything else (CT, MR, US, NM, PT, MG, RTDOSE, SEG, ...) is not a chest film.
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG"})
 CHEST_BODY_PART_WORDS = ("CHEST", "THORA", "LUNG")  # CHEST, THORAX, THORACIC, LUNG(S), PORTABLE CHEST, ...
-LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT", "LLD", "RLD"})
+LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT"})  # not LLD/RLD: decubitus films are frontal projections
 SECONDARY_CAPTURE_SOP_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 # A secondary capture counts as a radiograph when its Modality says so or it is a digitized film (DF);
 # workstation captures, scanned documents, drawings and video frames are not.
