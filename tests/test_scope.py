@@ -219,3 +219,26 @@ def test_info_shows_the_threshold_and_what_it_was_fitted_on():
     assert "score > 1.5" in text and "fitted on none: a fixed rule for tests" in text
     result = cli_runner().invoke(main, ["info", str(FP32_TFLITE)])
     assert "DICOM headers only" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(("tags", "reason"), [
+    ({"Modality": "DX", "BodyPartExamined": "Chest", "ViewPosition": "pa"}, None),
+    ({"Modality": "cr", "BodyPartExamined": "PORTABLE CHEST"}, None),
+    ({"Modality": "DX", "BodyPartExamined": "THORAX", "ViewPosition": "LLD"}, None),  # decubitus: frontal
+    ({"Modality": "DX", "ViewPosition": "lat"}, "lateral view (LAT)"),
+    ({"Modality": "DX", "BodyPartExamined": "KNEE"}, "body part KNEE is not the chest"),
+    ({"Modality": "MG"}, "modality MG is not a chest radiograph"),
+    ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.7", "ConversionType": "DF"}, None),  # digitized film
+    ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.7", "ConversionType": "SD"}, "(conversion type SD)"),
+    ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.7.4", "Modality": "OT"}, "secondary capture, not a radiograph"),
+    ({}, None),
+])
+def test_header_rules(tags, reason):
+    pydicom = pytest.importorskip("pydicom")
+    from xscreen.runtime._scope import dicom_header_reason
+
+    ds = pydicom.Dataset()
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
+    found = dicom_header_reason(ds)
+    assert found is None if reason is None else reason in found, found
