@@ -44,6 +44,7 @@ from .runtime import (
 )
 from .runtime._decode import PREPROCESSINGS
 from .runtime._discover import ListFileError, check_target
+from .runtime._scope import describe_scope
 
 
 class CommandError(click.ClickException):
@@ -137,17 +138,22 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out and screen only the rest.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @click.option("--follow-symlinks", is_flag=True, help="Enter symlinked folders and files pointing outside TARGET.")
-@click.option("--strict", is_flag=True, help="Exit with status 1 when any file could not be screened.")
+@click.option("--strict", is_flag=True,
+              help="Exit with status 1 when any file could not be screened (error or out of scope).")
+@click.option("--no-scope-check", "no_scope_check", is_flag=True,
+              help="Screen every file, even those whose DICOM header or image says it is not a frontal chest film.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @backend_option
 def run(target: Path, model_path: Path | None, labels, rename, out: Path, threads, workers, batch_size,
-        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, quiet: bool, backend) -> None:
+        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, no_scope_check: bool, quiet: bool,
+        backend) -> None:
     """Screen every image in TARGET: a folder (searched recursively), one file, or a list of paths
     (.txt, one per line; .csv with a path column; - for standard input).
 
     Reads PNG (8/16-bit), JPEG and DICOM (also without extension) files and writes one row per
-    file to --out: path, status, prediction, prob_<label> per class, flag (needs review),
-    review_reason, error; and OUT.meta.json, the model that wrote it.
+    file to --out: path, status (ok, error, out_of_scope), prediction, prob_<label> per class, flag
+    (needs review), review_reason, scope_score, error (why a file was not screened); and
+    OUT.meta.json, the model that wrote it.
     """
     if resume and overwrite:
         raise CommandError("--resume and --overwrite contradict each other: pick one")
@@ -166,7 +172,7 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
     try:
         summary = run_screening(
             target, model, out, resume=resume, overwrite=overwrite, workers=workers, batch_size=batch_size,
-            follow_symlinks=follow_symlinks, progress=reporter,
+            follow_symlinks=follow_symlinks, progress=reporter, scope_check=not no_scope_check,
         )
     except (NoInputsError, ResumeError, OutputExistsError, OutputInUseError, ListFileError) as exc:
         raise CommandError(str(exc)) from None
@@ -181,7 +187,7 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
             reporter.close()
     if not quiet:
         print_run_summary(Console(), summary, model)
-    if strict and summary.errors:
+    if strict and (summary.errors or summary.out_of_scope):
         sys.exit(1)
 
 
@@ -211,6 +217,8 @@ def info(model_path: Path | None, labels, rename, backend, as_json: bool) -> Non
         "output": _tensor_line(description["output"]),
         "batch": description["batch"],
         "screening flag": _flag_line(description),
+        "heatmaps": "yes (class-activation maps)" if description["heatmaps"] else "no",
+        "scope check": describe_scope(description["scope"]),
         "preprocessing": description["preprocessing"],
         "model version": meta["model_version"],
         "exported": meta["exported_at"],
