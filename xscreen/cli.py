@@ -32,6 +32,7 @@ from . import __version__
 from .export._export import ExportConfig
 from .export._formats import FORMATS as EXPORT_FORMATS
 from .export._train import TrainConfig
+from .report import ReportOptionError, ResultsFileError, check_run_outputs, report_from_results, screen_and_report
 from .runtime import (
     BACKEND_NAMES,
     DEFAULT_BATCH_SIZE,
@@ -45,9 +46,9 @@ from .runtime import (
     available_backends,
     default_model_path,
     load_model,
-    run_screening,
 )
 from .runtime._decode import PREPROCESSINGS
+from .runtime._model import BUNDLED_MODEL
 
 DISCLAIMER = ("xscreen is not a medical device: its output is a research aid for triage studies, "
               "not a diagnosis. A clinician must read every film.")
@@ -119,9 +120,15 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, thread
 @click.option("--follow-symlinks", is_flag=True, help="Enter symlinked folders and files pointing outside TARGET.")
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any file could not be screened.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--heatmaps", "heatmap_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write a heatmap PNG of each flagged film into this folder.")
+@click.option("--heatmaps-all", is_flag=True, help="With --heatmaps: a PNG for every screened film.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML report (summary, every film, flagged films' heatmaps).")
 @backend_option
 def run(target: Path, model_path: Path | None, labels, out: Path, threads, workers, batch_size,
-        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, quiet: bool, backend) -> None:
+        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, quiet: bool,
+        heatmap_dir: Path | None, heatmaps_all: bool, report: Path | None, backend) -> None:
     """Screen every image in TARGET: a folder (searched recursively), one file, or a .txt list of paths.
 
     Reads PNG (8/16-bit), JPEG and DICOM (also without extension) files and writes one row per
@@ -137,12 +144,17 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
     if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
         raise CommandError(f"{out} already exists: pass --resume to finish that run or --overwrite to replace it")
     model = open_model(model_path, labels=labels, threads=threads, backend=backend)
+    try:
+        check_run_outputs(target, out, model, heatmap_dir=heatmap_dir, every_film=heatmaps_all, report=report,
+                          overwrite=overwrite)
+    except ReportOptionError as exc:
+        raise CommandError(str(exc)) from None
     err = Console(stderr=True)
     reporter = None if quiet else _ProgressReporter(err)
     try:
-        summary = run_screening(
-            target, model, out, resume=resume, workers=workers, batch_size=batch_size,
-            follow_symlinks=follow_symlinks, progress=reporter,
+        summary = screen_and_report(
+            target, model, out, heatmap_dir=heatmap_dir, every_film=heatmaps_all, report=report, resume=resume,
+            workers=workers, batch_size=batch_size, follow_symlinks=follow_symlinks, progress=reporter,
         )
     except (NoInputsError, ResumeError) as exc:
         raise CommandError(str(exc)) from None
@@ -157,6 +169,9 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
             reporter.close()
     if not quiet:
         _print_summary(Console(), summary, model)
+        for what, path in (("heatmaps", heatmap_dir), ("report", report)):
+            if path is not None:
+                Console().print(f"{what}: {escape(str(path))}", highlight=False)
     if strict and summary.errors:
         sys.exit(1)
 
@@ -516,4 +531,34 @@ def demo(ctx: click.Context, folder: Path | None, model_path: Path | None) -> No
                                    f"folder: {escape(str(folder))}", highlight=False)
     elif not folder.is_dir():
         raise CommandError(f"{folder} is not a folder")
-    ctx.invoke(run, target=folder, model_path=model_path, out=folder / "results.csv", overwrite=True)
+    ctx.invoke(run, target=folder, model_path=model_path, out=folder / "results.csv", overwrite=True,
+               report=folder / "report.html")
+
+
+@main.command("report")
+@click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="The HTML file [default: RESULTS with the suffix .html].")
+@model_option
+@labels_option
+@backend_option
+@click.option("--overwrite", is_flag=True, help="Replace --out even when it is not an xscreen report.")
+def report_command(results: Path, out: Path | None, model_path: Path | None, labels, backend, overwrite: bool) -> None:
+    """Write the HTML report of RESULTS, a .csv or .jsonl file written by xscreen run.
+
+    Flagged films get thumbnails with heatmaps when they can still be read and the model (--model,
+    else the bundled one) has a heatmap output and gave the same prediction; otherwise the report
+    shows the table and says why.
+    """
+    bundled = model_path is None and BUNDLED_MODEL.is_file()
+    model = open_model(model_path, labels=labels, backend=backend) if model_path or bundled else None
+    try:
+        written, content = report_from_results(results, out or results.with_suffix(".html"), model,
+                                               overwrite=overwrite, bundled=bundled)
+    except (ReportOptionError, ResultsFileError) as exc:
+        raise CommandError(str(exc)) from None
+    console = Console()
+    for line in content.notes:
+        console.print(f"[yellow]note[/] {escape(line)}", highlight=False)
+    console.print(f"report: {escape(str(written))} ({len(content.thumbnails):,} heatmap thumbnails)", highlight=False)
+    console.print(f"[dim]{DISCLAIMER}[/]")
