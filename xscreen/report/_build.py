@@ -72,6 +72,9 @@ class FilmRenderer:
         self.seconds += time.perf_counter() - started
 
     def _draw(self, result: ScreeningResult) -> None:
+        if self.expected is not None and result.status == "error":
+            self.unreadable += 1  # a film screened again that is no longer there or readable
+            return
         if result.heatmap is None:
             return
         if self.expected is not None and self.expected.get(result.path) != result.prediction:
@@ -201,10 +204,10 @@ def _heatmap_notes(model: ScreeningModel | None, renderer: FilmRenderer | None) 
         return [f"No heatmaps: {NO_HEATMAP_OUTPUT}."]
     notes = []
     if renderer is not None and renderer.unreadable:
-        notes.append(f"{renderer.unreadable:,} flagged films could not be read again: no heatmap for them.")
+        notes.append(f"Flagged films that could not be read again: {renderer.unreadable:,} (no heatmap for them).")
     if renderer is not None and renderer.changed:
-        notes.append(f"{renderer.changed:,} films got another prediction from this model than the result file "
-                     "records (another model or changed files?): no heatmap for them.")
+        notes.append(f"Films that got another prediction from this model than the result file records "
+                     f"(another model, or changed files?): {renderer.changed:,} (no heatmap for them).")
     return notes
 
 

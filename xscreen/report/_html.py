@@ -47,9 +47,10 @@ def render_report(table: ResultTable, content: ReportContent) -> str:
         "labels": list(table.labels),
         "rows": [
             [r.path, r.status, r.prediction, r.probabilities, r.flag, r.error, thumb_index.get(i, -1),
-             content.links.get(i)]
+             content.links.get(i), _number(r.extra.get("scope_score"))]
             for i, r in enumerate(table.rows)
         ],
+        "scope": any(r.extra.get("scope_score") for r in table.rows),
         "thumbs": ["data:image/jpeg;base64," + base64.b64encode(content.thumbnails[i]).decode("ascii")
                    for i in sorted(content.thumbnails)],
         "page": TABLE_PAGE,
@@ -101,6 +102,13 @@ def _summary_facts(table: ResultTable) -> list[tuple[str, str]]:
         facts.append(("flagged for review", _count(sum(r.flag is True for r in rows), ok)))
     facts += [(status.replace("_", " "), f"{n:,}") for status, n in statuses.items() if status != "ok"]
     return facts
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def _count(n: int, of: int) -> str:

@@ -18,6 +18,7 @@ from ._maps import positive_evidence, upsample_bilinear
 
 HEATMAP_MAX_SIDE = 1024  # heatmap PNGs: the film at its size, at most this many pixels on its long side
 THUMBNAIL_MAX_SIDE = 256  # report thumbnails
+MIN_SIDE = 256  # smaller films are enlarged so the caption stays readable
 MAX_OPACITY = 0.6  # of the colour where the evidence is strongest
 # (position, R, G, B): approximate samples of the turbo colour map.
 _TURBO_ANCHORS = np.array([
@@ -36,13 +37,15 @@ PNG_MARK = "xscreen-heatmap-of"
 def render_overlay(film: np.ndarray, heatmap: np.ndarray, caption: str, max_side: int) -> Image.Image:
     """An RGB image of ``film`` (grey uint8, any size) under ``heatmap`` (raw CAM, h x w), captioned.
 
-    The film is shrunk to at most ``max_side`` pixels on its long side (aspect kept); the heatmap,
+    The film is shrunk to at most ``max_side`` pixels on its long side, or enlarged to
+    :data:`MIN_SIDE` when it is smaller (aspect kept); the heatmap,
     which lives in the squashed model frame, is stretched bilinearly to the film, so each cell
     lands on the part of the film it saw.
     """
     grey = Image.fromarray(film)
-    scale = min(1.0, max_side / max(grey.size))
-    if scale < 1.0:
+    long_side = max(grey.size)
+    scale = max_side / long_side if long_side > max_side else max(1.0, min(max_side, MIN_SIDE) / long_side)
+    if scale != 1.0:
         grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
                            Image.Resampling.BILINEAR, reducing_gap=2.0)
     base = np.asarray(grey, dtype=np.float32)[..., None]
@@ -55,13 +58,18 @@ def render_overlay(film: np.ndarray, heatmap: np.ndarray, caption: str, max_side
 
 
 def _write_caption(image: Image.Image, caption: str) -> None:
-    """The caption in white on a black band across the top."""
-    size = max(10, image.height // 24)
-    try:
-        font = ImageFont.load_default(size=size)  # Pillow >= 10.1: a scalable font
-    except TypeError:
-        font = ImageFont.load_default()
+    """The caption in white on a black band across the top, its font shrunk until it fits the width."""
     draw = ImageDraw.Draw(image)
+    size = max(10, image.height // 24)
+    while True:
+        try:
+            font = ImageFont.load_default(size=size)  # Pillow >= 10.1: a scalable font
+        except TypeError:  # older Pillow: one bitmap size
+            font = ImageFont.load_default()
+            break
+        if size <= 6 or draw.textlength(caption, font=font) <= image.width - size // 2:
+            break
+        size -= 1
     left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)
     pad = max(2, size // 4)
     draw.rectangle((0, 0, min(image.width, right - left + 2 * pad), bottom - top + 2 * pad), fill=(0, 0, 0))

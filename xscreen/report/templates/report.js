@@ -5,7 +5,7 @@
 (function () {
   var data = JSON.parse(document.getElementById("report-data").textContent);
   var labels = data.labels, rows = data.rows, thumbs = data.thumbs;
-  var P = {path: 0, status: 1, prediction: 2, probs: 3, flag: 4, error: 5, thumb: 6, link: 7};
+  var P = {path: 0, status: 1, prediction: 2, probs: 3, flag: 4, error: 5, thumb: 6, link: 7, scope_score: 8};
   var state = {flag: "", label: "", status: "", pmin: "", q: "", sort: "", dir: "asc"};
   var shown = 0, matching = [], galleryShown = 0;
   var flaggedWithThumb = rows.filter(function (r) { return r[P.thumb] >= 0; });
@@ -18,7 +18,9 @@
     {key: "prediction", title: "prediction"}
   ].concat(labels.map(function (label, i) {
     return {key: "prob_" + label, title: "p(" + label + ")", prob: i};
-  })).concat([{key: "flag", title: "flag"}, {key: "error", title: "error"}]);
+  })).concat([{key: "flag", title: "flag"}])
+    .concat(data.scope ? [{key: "scope_score", title: "scope score"}] : [])
+    .concat([{key: "error", title: "error"}]);
 
   function value(row, column) {
     if (column.prob !== undefined) { return row[P.probs] ? row[P.probs][column.prob] : null; }
@@ -107,6 +109,7 @@
       cell(tr, row[P.prediction] || "");
       labels.forEach(function (_, i) { cell(tr, row[P.probs] ? row[P.probs][i].toFixed(3) : "", "num"); });
       cell(tr, row[P.flag] === null ? "" : (row[P.flag] ? "review" : "no"), "flag");
+      if (data.scope) { cell(tr, row[P.scope_score] === null ? "" : row[P.scope_score].toFixed(2), "num"); }
       cell(tr, row[P.error] || "");
       fragment.appendChild(tr);
     });
