@@ -171,3 +171,22 @@ def test_the_runs_report_opens_in_a_browser_with_a_row_per_file(scans, tmp_path)
     assert any(cells[1] == str(scans / HOSTILE) for _, cells in dom.rows)
     out_of_scope = parse_dom(dump_dom(report, tmp_path / "profile", "status=out_of_scope"))
     assert [cells[1] for _, cells in out_of_scope.rows] == [str(scans / "noise.png")]
+
+
+def test_run_never_replaces_an_html_file_it_did_not_write(scans, tmp_path):
+    notes = tmp_path / "notes.html"
+    notes.write_text("<p>my own notes</p>")
+    result = xscreen("run", scans, "--model", SCOPED_INT8_TFLITE, "--out", tmp_path / "r.csv", "--report", notes)
+    one_line_error(result, "not an xscreen report")
+    assert notes.read_text() == "<p>my own notes</p>" and not (tmp_path / "r.csv").exists()
+
+
+def test_report_in_an_install_without_the_bundled_model_is_table_only(scans, tmp_path, monkeypatch):
+    from xscreen.runtime import _model as model_module
+
+    out = tmp_path / "results.csv"
+    assert xscreen("run", scans, "--model", SCOPED_INT8_TFLITE, "--out", out).exit_code == 0
+    monkeypatch.setattr(model_module, "BUNDLED_MODEL", tmp_path / "absent.tflite")
+    result = xscreen("report", out)
+    assert result.exit_code == 0, result.output
+    assert "No model given" in result.stdout and out.with_suffix(".html").is_file()

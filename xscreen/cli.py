@@ -32,7 +32,7 @@ from . import __version__
 from .export._export import ExportConfig
 from .export._formats import FORMATS as EXPORT_FORMATS
 from .export._train import TrainConfig
-from .report import ReportOptionError, ResultsFileError, check_run_outputs, report_from_results, screen_and_report
+from .report import ReportOptionError, ResultsFileError, report_from_results, screen_and_report
 from .runtime import (
     BACKEND_NAMES,
     DEFAULT_BATCH_SIZE,
@@ -48,7 +48,6 @@ from .runtime import (
     load_model,
 )
 from .runtime._decode import PREPROCESSINGS
-from .runtime._model import BUNDLED_MODEL
 
 DISCLAIMER = ("xscreen is not a medical device: its output is a research aid for triage studies, "
               "not a diagnosis. A clinician must read every film.")
@@ -144,11 +143,6 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
     if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
         raise CommandError(f"{out} already exists: pass --resume to finish that run or --overwrite to replace it")
     model = open_model(model_path, labels=labels, threads=threads, backend=backend)
-    try:
-        check_run_outputs(target, out, model, heatmap_dir=heatmap_dir, every_film=heatmaps_all, report=report,
-                          overwrite=overwrite)
-    except ReportOptionError as exc:
-        raise CommandError(str(exc)) from None
     err = Console(stderr=True)
     reporter = None if quiet else _ProgressReporter(err)
     try:
@@ -156,7 +150,7 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
             target, model, out, heatmap_dir=heatmap_dir, every_film=heatmaps_all, report=report, resume=resume,
             workers=workers, batch_size=batch_size, follow_symlinks=follow_symlinks, progress=reporter,
         )
-    except (NoInputsError, ResumeError) as exc:
+    except (NoInputsError, ResumeError, ReportOptionError) as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:  # the target or the output cannot be read or written
         raise CommandError(f"{exc.filename or out}: {exc.strerror or exc}") from None
@@ -559,12 +553,10 @@ def report_command(results: Path, out: Path | None, model_path: Path | None, lab
     else the bundled one) has a heatmap output and gave the same prediction; otherwise the report
     shows the table and says why.
     """
-    bundled = model_path is None and BUNDLED_MODEL.is_file()
-    model = open_model(model_path, labels=labels, backend=backend) if model_path or bundled else None
     try:
-        written, content = report_from_results(results, out or results.with_suffix(".html"), model,
-                                               overwrite=overwrite, bundled=bundled)
-    except (ReportOptionError, ResultsFileError) as exc:
+        written, content = report_from_results(results, out or results.with_suffix(".html"), model_path,
+                                               overwrite=overwrite, labels=labels, backend=backend)
+    except (ReportOptionError, ResultsFileError, ModelContractError, MissingRuntimeError) as exc:
         raise CommandError(str(exc)) from None
     console = Console()
     for line in content.notes:

@@ -14,7 +14,16 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..runtime import DecodeError, RunSummary, ScreeningModel, ScreeningResult, decode_radiograph, run_screening
+from ..runtime import (
+    DecodeError,
+    RunSummary,
+    ScreeningModel,
+    ScreeningResult,
+    decode_radiograph,
+    default_model_path,
+    load_model,
+    run_screening,
+)
 from ..runtime._pipeline import screen_batches
 from ._html import ReportContent, ReportOptionError, check_report_target, write_report
 from ._overlay import (
@@ -100,7 +109,7 @@ class FilmRenderer:
 
 
 def check_run_outputs(target: Path, out: Path, model: ScreeningModel, *, heatmap_dir: Path | None,
-                      every_film: bool, report: Path | None, overwrite: bool) -> None:
+                      every_film: bool, report: Path | None) -> None:
     """Refuse heatmap and report options that contradict each other, that the model cannot serve
     (:class:`NoHeatmapOutputError`), or that would spoil a later run (ReportOptionError)."""
     if heatmap_dir is not None:
@@ -117,17 +126,19 @@ def check_run_outputs(target: Path, out: Path, model: ScreeningModel, *, heatmap
     if report is not None:
         if report.resolve() == out.resolve():
             raise ReportOptionError(f"--report {report} is the result file: name another file")
-        check_report_target(report, overwrite)
+        check_report_target(report, overwrite=False)
 
 
 def screen_and_report(target: Path, model: ScreeningModel, out: Path, *, heatmap_dir: Path | None = None,
                       every_film: bool = False, report: Path | None = None, **run_options) -> RunSummary:
     """:func:`run_screening`, plus heatmap PNGs drawn while screening and a report written after.
 
-    Heatmaps need a model with the cam output (:func:`check_run_outputs` refuses PNGs without
-    one); a report from a model without it has no thumbnails and says why. With neither asked for,
+    First :func:`check_run_outputs` (ReportOptionError before anything is screened; PNGs need a
+    model with the cam output); a report from a model without it has no thumbnails and says why.
+    The report replaces an earlier xscreen report, no other file. With neither output asked for,
     this is :func:`run_screening` and pays nothing for heatmaps.
     """
+    check_run_outputs(target, out, model, heatmap_dir=heatmap_dir, every_film=every_film, report=report)
     drawing = model.has_heatmaps and (heatmap_dir is not None or report is not None)
     root = Path(target).resolve()
     renderer = FilmRenderer(heatmap_dir=heatmap_dir, root=root if root.is_dir() else root.parent,
@@ -146,16 +157,26 @@ def screen_and_report(target: Path, model: ScreeningModel, out: Path, *, heatmap
     return summary
 
 
-def report_from_results(results: Path, report: Path, model: ScreeningModel | None, *, overwrite: bool = False,
-                        bundled: bool = False) -> tuple[Path, ReportContent]:
+def report_from_results(results: Path, report: Path, model: ScreeningModel | str | os.PathLike | None = None, *,
+                        overwrite: bool = False, **load_options) -> tuple[Path, ReportContent]:
     """``xscreen report``: a report for an existing result file, with heatmaps of its flagged films
     when ``model`` has them and the films can still be read; table-only otherwise, saying why.
 
-    ``bundled``: ``model`` is the bundled one, not named by the user (the report says so).
-    Raises ReportOptionError for an output it must not replace, ResultsFileError for a bad input.
+    ``model``: a loaded model, a model file (opened with ``load_options``, see :func:`load_model`)
+    or None: the bundled model if this install has one (the report says it was not named).
+    Raises ReportOptionError for an output it must not replace, ResultsFileError for a bad input,
+    and the errors of :func:`load_model`.
     """
     check_report_target(report, overwrite)
     table = read_results(results)
+    bundled = model is None
+    if bundled:
+        try:
+            model = load_model(default_model_path(), **load_options)
+        except FileNotFoundError:
+            model = None  # an install without the bundled model
+    elif not isinstance(model, ScreeningModel):
+        model = load_model(model, **load_options)
     notes = []
     if bundled and model is not None:
         notes.append("Heatmaps from the bundled model (no --model given): shown only where it predicts "
