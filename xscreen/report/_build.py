@@ -10,8 +10,9 @@ only shown when the film gets the prediction the file recorded.
 from __future__ import annotations
 
 import os
-import time
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..runtime import (
@@ -24,6 +25,7 @@ from ..runtime import (
     load_model,
     run_screening,
 )
+from ..runtime._backends import usable_cores
 from ..runtime._pipeline import screen_batches
 from ._html import ReportContent, ReportOptionError, check_report_target, write_report
 from ._overlay import (
@@ -58,10 +60,15 @@ class FilmRenderer:
     ``thumbnails``: keep a small JPEG of each flagged film (up to :data:`MAX_REPORT_THUMBNAILS`).
     ``expected``: path -> prediction the result file recorded; a film predicted otherwise now is
     not drawn. Films that cannot be read again are counted in ``unreadable``.
+
+    Drawing a film costs about 25 inferences (decode at full size, PNG), so it runs on its own
+    threads (Pillow releases the GIL) while screening goes on; at most a few films wait, and
+    :meth:`close` (or leaving a ``with`` block) waits for the last ones.
     """
 
     def __init__(self, *, heatmap_dir: Path | None = None, root: Path | None = None, every_film: bool = False,
-                 thumbnails: bool = False, expected: dict[str, str | None] | None = None) -> None:
+                 thumbnails: bool = False, expected: dict[str, str | None] | None = None,
+                 workers: int | None = None) -> None:
         self.names = HeatmapNames(heatmap_dir, root) if heatmap_dir is not None else None
         self.every_film = every_film
         self.want_thumbnails = thumbnails
@@ -70,42 +77,71 @@ class FilmRenderer:
         self.thumbnails: dict[str, bytes] = {}
         self.unreadable = 0
         self.changed = 0
-        self.seconds = 0.0
+        self._thumbnails_asked = 0
+        workers = workers or usable_cores()
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="xscreen-draw")
+        self._pending: deque[Future] = deque()
+        self._max_pending = 2 * workers
         if heatmap_dir is not None:
             heatmap_dir.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, batch: Iterable[ScreeningResult]) -> None:
-        started = time.perf_counter()
         for result in batch:
-            self._draw(result)
-        self.seconds += time.perf_counter() - started
+            job = self._job(result)
+            if job is None:
+                continue
+            self._pending.append(self._pool.submit(_draw_film, result, *job))
+            while len(self._pending) > self._max_pending:
+                self._collect(self._pending.popleft())
 
-    def _draw(self, result: ScreeningResult) -> None:
+    def close(self) -> None:
+        """Wait for the films still being drawn."""
+        while self._pending:
+            self._collect(self._pending.popleft())
+        self._pool.shutdown()
+
+    def __enter__(self) -> FilmRenderer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _job(self, result: ScreeningResult) -> tuple[Path | None, bool] | None:
+        """(PNG path or None, thumbnail wanted) for a result, decided here so names stay in input order."""
         if self.expected is not None and result.status == "error":
             self.unreadable += 1  # a film screened again that is no longer there or readable
-            return
+            return None
         if result.heatmap is None:
-            return
+            return None
         if self.expected is not None and self.expected.get(result.path) != result.prediction:
             self.changed += 1
-            return
-        png = self.names is not None and (self.every_film or result.flag is True)
-        thumbnail = self.want_thumbnails and result.flag is True and len(self.thumbnails) < MAX_REPORT_THUMBNAILS
-        if not (png or thumbnail):
-            return
-        try:
-            film = decode_radiograph(result.path)
-        except (DecodeError, OSError):
+            return None
+        png = self.names.path_for(result.path) if self.names and (self.every_film or result.flag is True) else None
+        thumbnail = self.want_thumbnails and result.flag is True and self._thumbnails_asked < MAX_REPORT_THUMBNAILS
+        self._thumbnails_asked += thumbnail
+        return (png, thumbnail) if png or thumbnail else None
+
+    def _collect(self, future: Future) -> None:
+        path, png, thumbnail = future.result()
+        if png is None and thumbnail is None:
             self.unreadable += 1
-            return
-        caption = caption_for(result.prediction, result.probabilities[result.prediction], result.flag)
-        if png:
-            path = self.names.path_for(result.path)
-            save_heatmap_png(render_overlay(film, result.heatmap, caption, HEATMAP_MAX_SIDE), path, result.path)
-            self.pngs[result.path] = path
-        if thumbnail:
-            self.thumbnails[result.path] = encode_thumbnail(
-                render_overlay(film, result.heatmap, caption, THUMBNAIL_MAX_SIDE))
+        if png is not None:
+            self.pngs[path] = png
+        if thumbnail is not None:
+            self.thumbnails[path] = thumbnail
+
+
+def _draw_film(result: ScreeningResult, png: Path | None, thumbnail: bool) -> tuple[str, Path | None, bytes | None]:
+    """Decode the film again at full size and draw what is asked; (path, PNG written, thumbnail JPEG)."""
+    try:
+        film = decode_radiograph(result.path)
+    except (DecodeError, OSError):
+        return result.path, None, None
+    caption = caption_for(result.prediction, result.probabilities[result.prediction], result.flag)
+    if png is not None:
+        save_heatmap_png(render_overlay(film, result.heatmap, caption, HEATMAP_MAX_SIDE), png, result.path)
+    jpeg = encode_thumbnail(render_overlay(film, result.heatmap, caption, THUMBNAIL_MAX_SIDE)) if thumbnail else None
+    return result.path, png, jpeg
 
 
 def check_run_outputs(target: Path, out: Path, model: ScreeningModel, *, heatmap_dir: Path | None,
@@ -141,10 +177,10 @@ def screen_and_report(target: Path, model: ScreeningModel, out: Path, *, heatmap
     check_run_outputs(target, out, model, heatmap_dir=heatmap_dir, every_film=every_film, report=report)
     drawing = model.has_heatmaps and (heatmap_dir is not None or report is not None)
     root = Path(target).resolve()
-    renderer = FilmRenderer(heatmap_dir=heatmap_dir, root=root if root.is_dir() else root.parent,
-                            every_film=every_film, thumbnails=report is not None and drawing)
-    summary = run_screening(target, model, out, heatmaps=drawing, on_batch=renderer if drawing else None,
-                            **run_options)
+    with FilmRenderer(heatmap_dir=heatmap_dir, root=root if root.is_dir() else root.parent,
+                      every_film=every_film, thumbnails=report is not None and drawing) as renderer:
+        summary = run_screening(target, model, out, heatmaps=drawing, on_batch=renderer if drawing else None,
+                                **run_options)
     if report is not None:
         notes = _heatmap_notes(model, renderer)
         if summary.skipped_resumed and drawing:
@@ -193,9 +229,9 @@ def report_from_results(results: Path, report: Path, model: ScreeningModel | str
         flagged = [r for r in table.rows if r.flag is True and r.status == "ok"][:MAX_REPORT_THUMBNAILS]
         paths = [_readable_path(r.path, results) for r in flagged]
         expected = {str(path): r.prediction for path, r in zip(paths, flagged)}
-        renderer = FilmRenderer(thumbnails=True, expected=expected)
-        for batch in screen_batches(list(expected), model, heatmaps=True):
-            renderer(batch)
+        with FilmRenderer(thumbnails=True, expected=expected) as renderer:
+            for batch in screen_batches(list(expected), model, heatmaps=True):
+                renderer(batch)
         # The table keeps the paths as the file recorded them.
         renderer.thumbnails = {r.path: renderer.thumbnails[str(p)] for p, r in zip(paths, flagged)
                                if str(p) in renderer.thumbnails}
