@@ -46,7 +46,7 @@ def test_training_writes_model_split_and_report(trained):
     data, out, result = trained
     assert (out / "model.keras").is_file()
     rows = (out / "split.csv").read_text().splitlines()
-    assert rows[0] == "file,label,group,split" and len(rows) == 1 + 72
+    assert rows[0] == "file,label,group,split,source,population" and len(rows) == 1 + 72
     report = json.loads((out / "report.json").read_text())
     assert set(report["test"]["per_class"]) == set(LABELS)
     assert report["test"]["confusion_matrix"] and report["threshold"] is not None

@@ -17,6 +17,7 @@ from PIL import Image
 from xscreen import cli
 from xscreen.report import NO_HEATMAP_OUTPUT
 from xscreen.report._overlay import PNG_MARK
+from xscreen.runtime._run_record import record_path
 
 HOSTILE = "<script>alert(1)</script>.png"  # on a POSIX disk: a folder "<script>alert(1)<" and its "script>.png"
 
@@ -137,6 +138,7 @@ def test_report_of_an_earlier_run_recomputes_heatmaps_of_the_films_still_there(s
 def test_report_without_a_matching_model_is_table_only_and_says_so(scans, tmp_path):
     out = tmp_path / "results.jsonl"
     assert xscreen("run", scans, "--model", SCOPED_INT8_TFLITE, "--out", out).exit_code == 0
+    record_path(out).unlink()  # results without their model record (an older xscreen, or copied alone)
     # No --model: the bundled model has other labels, so it did not write these results.
     result = xscreen("report", out, "--out", tmp_path / "report.html")
     assert result.exit_code == 0, result.output
@@ -144,6 +146,16 @@ def test_report_without_a_matching_model_is_table_only_and_says_so(scans, tmp_pa
     assert "it did not write these results" in page and "data:image/jpeg" not in page
     data = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S)[1])
     assert len(data["rows"]) == 9 and data["thumbs"] == []
+
+
+def test_report_without_model_option_uses_the_model_the_results_record(scans, tmp_path):
+    out = tmp_path / "results.csv"
+    assert xscreen("run", scans, "--model", SCOPED_INT8_TFLITE, "--out", out).exit_code == 0
+    result = xscreen("report", out)
+    assert result.exit_code == 0, result.output
+    assert "the model that wrote the result file" in result.stdout
+    flagged = sum(r["flag"] == "true" for r in rows(out))
+    assert out.with_suffix(".html").read_text().count("data:image/jpeg;base64,") == flagged
 
 
 def test_report_of_a_file_that_is_not_a_result_file_exits_2(tmp_path):
@@ -156,8 +168,8 @@ def test_demo_writes_the_report_and_prints_its_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = xscreen("demo")
     assert result.exit_code == 0, result.output
-    report = Path("xscreen-demo") / "report.html"
-    assert report.is_file() and f"report: {report}" in result.stdout
+    report = Path(re.search(r"^report: (.+)$", result.stdout, re.M)[1])
+    assert report.suffix == ".html" and report.is_file()
     assert "SYNTHETIC-broken.png" in report.read_text()
 
 
@@ -186,6 +198,7 @@ def test_report_in_an_install_without_the_bundled_model_is_table_only(scans, tmp
 
     out = tmp_path / "results.csv"
     assert xscreen("run", scans, "--model", SCOPED_INT8_TFLITE, "--out", out).exit_code == 0
+    record_path(out).unlink()
     monkeypatch.setattr(model_module, "BUNDLED_MODEL", tmp_path / "absent.tflite")
     result = xscreen("report", out)
     assert result.exit_code == 0, result.output

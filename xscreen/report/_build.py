@@ -27,6 +27,7 @@ from ..runtime import (
 )
 from ..runtime._backends import usable_cores
 from ..runtime._pipeline import screen_batches
+from ..runtime._run_record import read_record
 from ._html import ReportContent, ReportOptionError, check_report_target, write_report
 from ._overlay import (
     HEATMAP_MAX_SIDE,
@@ -199,24 +200,19 @@ def report_from_results(results: Path, report: Path, model: ScreeningModel | str
     when ``model`` has them and the films can still be read; table-only otherwise, saying why.
 
     ``model``: a loaded model, a model file (opened with ``load_options``, see :func:`load_model`)
-    or None: the bundled model if this install has one (the report says it was not named).
+    or None: the model the result file's record names if it is still there and unchanged, else the
+    bundled model if this install has one (the report says which).
     Raises ReportOptionError for an output it must not replace, ResultsFileError for a bad input,
     and the errors of :func:`load_model`.
     """
     check_report_target(report, overwrite)
     table = read_results(results)
-    bundled = model is None
-    if bundled:
-        try:
-            model = load_model(default_model_path(), **load_options)
-        except FileNotFoundError:
-            model = None  # an install without the bundled model
+    notes = []
+    if model is None:
+        model, note = _known_model(results, load_options)
+        notes += [note] if note else []
     elif not isinstance(model, ScreeningModel):
         model = load_model(model, **load_options)
-    notes = []
-    if bundled and model is not None:
-        notes.append("Heatmaps from the bundled model (no --model given): shown only where it predicts "
-                      "what the result file records.")
     renderer = None
     if model is None:
         notes.append("No model given: the report shows the table only. Pass --model (the model that "
@@ -237,6 +233,22 @@ def report_from_results(results: Path, report: Path, model: ScreeningModel | str
                                if str(p) in renderer.thumbnails}
     return write_report_for(table, report, model=model, renderer=renderer,
                             notes=notes + _heatmap_notes(model, renderer) if model else notes)
+
+
+def _known_model(results: Path, load_options: dict) -> tuple[ScreeningModel | None, str | None]:
+    """The model that wrote ``results`` (its ``.meta.json`` record, same sha256), else the bundled one."""
+    record = read_record(results) or {}
+    recorded = record.get("model_path")
+    if recorded and Path(recorded).is_file():
+        model = load_model(recorded, **load_options)
+        if model.sha256 == record.get("model_sha256"):
+            return model, f"Heatmaps from {model.path.name}, the model that wrote the result file (its record says so)."
+    try:
+        model = load_model(default_model_path(), **load_options)
+    except FileNotFoundError:
+        return None, None  # an install without the bundled model
+    return model, ("Heatmaps from the bundled model (no --model given, and the model that wrote the result file "
+                   "is not at hand): shown only where it predicts what the result file records.")
 
 
 def write_report_for(table: ResultTable, report: Path, *, model: ScreeningModel | None,
