@@ -109,9 +109,10 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, thread
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("results.csv"),
               show_default=True, help=f"Result file: {' or '.join(OUTPUT_SUFFIXES)} by its suffix.")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
-              help="Inference threads [default: one per core].")
+              help="Inference threads [default: one per core]; with --engine ray, CPUs per actor [default: 1].")
 @click.option("--workers", type=click.IntRange(min=0), metavar="N",
-              help="Decoding threads; 0 decodes in the main thread [default: one per core].")
+              help="Decoding threads; 0 decodes in the main thread [default: one per core]. "
+                   "With --engine ray, actors [default: the cluster's CPUs / --threads].")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N",
               help=f"Images per batch [default: {DEFAULT_BATCH_SIZE}].")
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out and screen only the rest.")
@@ -120,8 +121,13 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, thread
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any file could not be screened.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @backend_option
+@click.option("--engine", type=click.Choice(("local", "ray")), default="local", show_default=True,
+              help="Screen in this process, or on a Ray cluster (pip install 'xscreen[ray]'; --out may be .parquet).")
+@click.option("--address", metavar="ADDR",
+              help="Ray cluster to join [default: RAY_ADDRESS, else a local Ray for this run].")
 def run(target: Path, model_path: Path | None, labels, out: Path, threads, workers, batch_size,
-        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, quiet: bool, backend) -> None:
+        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, quiet: bool, backend,
+        engine: str, address: str | None) -> None:
     """Screen every image in TARGET: a folder (searched recursively), one file, or a .txt list of paths.
 
     Reads PNG (8/16-bit), JPEG and DICOM (also without extension) files and writes one row per
@@ -129,8 +135,12 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
     """
     if resume and overwrite:
         raise CommandError("--resume and --overwrite contradict each other: pick one")
-    if out.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise CommandError(f"--out {out}: use a {' or '.join(OUTPUT_SUFFIXES)} file")
+    if address and engine != "ray":
+        raise CommandError("--address names a Ray cluster: add --engine ray")
+    ray_engine = _ray_engine() if engine == "ray" else None
+    suffixes = ray_engine.RAY_OUTPUT_SUFFIXES if ray_engine else OUTPUT_SUFFIXES
+    if out.suffix.lower() not in suffixes:
+        raise CommandError(f"--out {out}: use a {' or '.join(suffixes)} file")
     blocking = next((p for p in out.parents if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise CommandError(f"--out {out}: {blocking} is a file, not a folder")
@@ -139,12 +149,19 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
     model = open_model(model_path, labels=labels, threads=threads, backend=backend)
     err = Console(stderr=True)
     reporter = None if quiet else _ProgressReporter(err)
+    user_errors = (NoInputsError, ResumeError, *((ray_engine.RayEngineError,) if ray_engine else ()))
     try:
-        summary = run_screening(
-            target, model, out, resume=resume, workers=workers, batch_size=batch_size,
-            follow_symlinks=follow_symlinks, progress=reporter,
-        )
-    except (NoInputsError, ResumeError) as exc:
+        if ray_engine:
+            summary = ray_engine.run_screening_on_ray(
+                target, model, out, address=address, actors=workers, threads=threads, backend=backend,
+                batch_size=batch_size, resume=resume, follow_symlinks=follow_symlinks, progress=reporter,
+            )
+        else:
+            summary = run_screening(
+                target, model, out, resume=resume, workers=workers, batch_size=batch_size,
+                follow_symlinks=follow_symlinks, progress=reporter,
+            )
+    except user_errors as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:  # the target or the output cannot be read or written
         raise CommandError(f"{exc.filename or out}: {exc.strerror or exc}") from None
@@ -159,6 +176,17 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
         _print_summary(Console(), summary, model)
     if strict and summary.errors:
         sys.exit(1)
+
+
+def _ray_engine():
+    """The Ray engine module, imported only for --engine ray; exit 2 with the pip command without Ray."""
+    from . import engines
+
+    try:
+        engines.import_ray()
+    except engines.MissingRayError as exc:
+        raise CommandError(str(exc)) from None
+    return engines
 
 
 class _RateColumn(ProgressColumn):
@@ -228,8 +256,9 @@ def _print_summary(console: Console, summary: RunSummary, model: ScreeningModel)
                       f"every one in {escape(summary.out)}")
     console.print(
         f"{summary.screened:,} images in {summary.elapsed_s:.1f} s: [bold]{summary.images_per_s:,.1f} images/s[/] "
-        f"(decoding {summary.decode_s:.1f} s summed over threads, inference {summary.inference_s:.1f} s, "
-        f"writing {summary.write_s:.1f} s) with {escape(model.path.name)} on {escape(model.backend)}",
+        + (f"(decoding {summary.decode_s:.1f} s summed over threads, inference {summary.inference_s:.1f} s, "
+           f"writing {summary.write_s:.1f} s) " if summary.decode_s or summary.inference_s else "")
+        + f"with {escape(model.path.name)} on {escape(summary.backend)}",
         highlight=False,
     )
     console.print(f"results: {escape(summary.out)}", highlight=False)

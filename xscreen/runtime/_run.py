@@ -88,17 +88,7 @@ def run_screening(
     if not isinstance(model, ScreeningModel):
         model = load_model(model)
     started = time.perf_counter()
-    ignored: Counter[str] = Counter()
-    paths = [str(p) for p in discover_inputs(
-        target, follow_symlinks=follow_symlinks, on_ignored=lambda _path, reason: ignored.update([reason]),
-    )]
-    if not paths:
-        raise NoInputsError(
-            f"no images in {target}: xscreen reads {', '.join(IMAGE_EXTENSIONS)} files and DICOM "
-            "files without an extension"
-        )
-    summary = RunSummary(total=len(paths), out=str(out), model=str(model.path), backend=model.backend,
-                         per_class=dict.fromkeys(model.labels, 0), ignored=dict(ignored))
+    paths, summary = start_run(target, model, out, follow_symlinks=follow_symlinks)
     times = StageTimes()
     with open_writer(out, model.labels, resume=resume) as writer:
         to_do = [p for p in paths if p not in writer.done] if writer.done else paths
@@ -116,4 +106,24 @@ def run_screening(
     summary.decode_s, summary.inference_s = times.decode_s, times.inference_s
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def start_run(target: str | os.PathLike, model: ScreeningModel, out: str | os.PathLike, *,
+              follow_symlinks: bool = False) -> tuple[list[str], RunSummary]:
+    """The files a run screens, in discovery order, and its empty summary; shared by every engine.
+
+    Raises NoInputsError when ``target`` holds no images.
+    """
+    ignored: Counter[str] = Counter()
+    paths = [str(p) for p in discover_inputs(
+        target, follow_symlinks=follow_symlinks, on_ignored=lambda _path, reason: ignored.update([reason]),
+    )]
+    if not paths:
+        raise NoInputsError(
+            f"no images in {target}: xscreen reads {', '.join(IMAGE_EXTENSIONS)} files and DICOM "
+            "files without an extension"
+        )
+    summary = RunSummary(total=len(paths), out=str(out), model=str(model.path), backend=model.backend,
+                         per_class=dict.fromkeys(model.labels, 0), ignored=dict(ignored))
+    return paths, summary
 
