@@ -106,8 +106,8 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, thread
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
 @model_option
 @labels_option
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("results.csv"),
-              show_default=True, help=f"Result file: {' or '.join(OUTPUT_SUFFIXES)} by its suffix.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("results.csv"), show_default=True,
+              help=f"Result file: {' or '.join(OUTPUT_SUFFIXES)} by its suffix (or a .parquet folder on Ray).")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
               help="Inference threads [default: one per core]; with --engine ray, CPUs per actor [default: 1].")
 @click.option("--workers", type=click.IntRange(min=0), metavar="N",
@@ -141,6 +141,8 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
     suffixes = ray_engine.RAY_OUTPUT_SUFFIXES if ray_engine else OUTPUT_SUFFIXES
     if out.suffix.lower() not in suffixes:
         raise CommandError(f"--out {out}: use a {' or '.join(suffixes)} file")
+    if out.is_dir() != (out.suffix.lower() == ".parquet" and out.exists()):
+        raise CommandError(f"--out {out}: a .parquet output is a folder, a {' or '.join(OUTPUT_SUFFIXES)} one a file")
     blocking = next((p for p in out.parents if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise CommandError(f"--out {out}: {blocking} is a file, not a folder")

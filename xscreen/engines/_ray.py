@@ -61,13 +61,11 @@ class ScreeningActor:
     Ray reserves for the actor.
     """
 
-    def __init__(self, model_file: list, suffix: str, labels: Sequence[str], threads: int,
+    def __init__(self, model_file: bytes, suffix: str, labels: Sequence[str], threads: int,
                  backend: str | None, batch_size: int | None) -> None:
-        import ray
-
         self._folder = tempfile.TemporaryDirectory(prefix="xscreen-model-")
         path = Path(self._folder.name) / f"model{suffix}"
-        path.write_bytes(ray.get(model_file[0]))  # wrapped in a list: fetched here, not at actor creation
+        path.write_bytes(model_file)
         self.model = load_model(path, labels=labels, threads=threads, backend=backend)
         self.threads = threads
         self.batch_size = batch_size
@@ -173,7 +171,7 @@ class _Screen:
                  batch_size: int | None) -> None:
         self._ray = ray
         self.labels = model.labels
-        self._actor_args = dict(model_file=[ray.put(model.path.read_bytes())], suffix=model.path.suffix,
+        self._actor_args = dict(model_file=model.path.read_bytes(), suffix=model.path.suffix,
                                 labels=model.labels, threads=threads, backend=backend, batch_size=batch_size)
         self._actors = actors
         self._threads = threads
