@@ -124,20 +124,27 @@ def run_screening_on_ray(
 
     Like :func:`xscreen.runtime.run_screening`, with ``out`` also a ``.parquet`` folder. ``model`` is
     loaded here for its labels; every actor loads the same file (``backend``: the runtime to force).
-    ``address``: a running cluster (None: ``RAY_ADDRESS``, else a local instance for this run).
+    ``address``: a running cluster (None: ``RAY_ADDRESS``, else a local instance for this run; ignored
+    when this process is already connected to Ray).
     ``actors``: size of the actor pool (None: the cluster's CPUs / ``threads``); ``threads``: CPUs,
     decoding threads and inference threads per actor (None: 1). ``batch_size``: images per inference
     batch inside an actor. ``resume`` keeps the rows already in ``out`` and screens only the rest.
     Raises MissingRayError, RayEngineError, and what ``run_screening`` raises.
     """
     ray = import_ray()
+    if actors is not None and actors < 1:
+        raise RayEngineError(f"--engine ray needs at least one actor, got --workers {actors}")
     out = Path(out)
     started = time.perf_counter()
     paths, summary = start_run(target, model, out, follow_symlinks=follow_symlinks)
     threads = threads or 1
     started_ray = _connect(ray, address)
     try:
-        actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        actors = actors or max(1, cpus // threads)
+        if actors * threads > cpus:  # Ray would wait for CPUs that never come
+            raise RayEngineError(f"{actors} actors x {threads} CPUs (--workers x --threads) need {actors * threads} "
+                                 f"CPUs; the Ray cluster has {cpus}")
         summary.backend = f"{model.backend}, Ray: {actors} actor{'s' * (actors > 1)} x {threads} CPU"
         screen = _Screen(ray, model, actors=actors, threads=threads, backend=backend, batch_size=batch_size)
         if out.suffix.lower() == PARQUET_SUFFIX:
