@@ -6,7 +6,15 @@ Every model xscreen exports (``xscreen.export``) follows it, and the runtime rea
   :func:`xscreen.runtime.decode_radiograph` (preprocessing :data:`PREPROCESSING_ID`), float32, or
   uint8 for full-integer models. The MobileNetV2 scaling to [-1, 1] and the grey-to-RGB tiling are
   inside the graph, so the runtime never normalises.
-* **Output**: one tensor ``(N, len(labels))`` of probabilities (softmax) in label order.
+* **Outputs**, told apart by their per-image shape as ``metadata.outputs`` declares them (never by
+  name or order, which differ between formats):
+
+  - ``probabilities`` ``(N, C)``: softmax over the labels, in label order. Always present.
+  - ``cam`` ``(N, h, w, C)``: the class-activation map, the last feature map times the final dense
+    kernel (no bias, no softmax): heatmaps from numpy alone, exact for a GAP + dense head.
+  - ``scope`` ``(N, k)``: whitened PCA coordinates of the pooled features, ``z = (f - mean) @ W``.
+    The score ``min_c mean_j (z_j - class_means[c][j])^2`` (about 1 for training-like films) above
+    ``metadata.scope["threshold"]`` puts a film out of scope.
 * **Metadata**: a JSON object (:class:`ModelMetadata`) stored *inside* the model file: in a
   ``.tflite`` as the flatbuffer metadata entry named :data:`METADATA_KEY`, in an ``.onnx`` as the
   ``metadata_props`` entry of that name. A model without it still runs when the caller supplies
@@ -47,6 +55,11 @@ class ModelMetadata:
     xscreen_version: str | None = None
     data_summary: str | None = None
     extra: dict = field(default_factory=dict)
+    # Per-image shapes of the outputs present: {"probabilities": [C], "cam": [h, w, C], "scope": [k]};
+    # None: one output, the probabilities (files written before xscreen 0.2).
+    outputs: dict | None = None
+    # Out-of-scope statistics for the "scope" output (see the module docstring); None: no image scope check.
+    scope: dict | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
