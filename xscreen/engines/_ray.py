@@ -79,31 +79,39 @@ class ScreeningActor:
 
 
 def results_table(results: Sequence[ScreeningResult], labels: Sequence[str]):
-    """Result rows as a pyarrow Table with the CSV's columns (probabilities and flag null on error)."""
+    """Result rows as a pyarrow Table with the CSV's columns (:func:`result_columns`; empty cells null)."""
     import pyarrow as pa
 
-    values = [[r.path for r in results], [r.status for r in results], [r.prediction for r in results],
-              *([None if r.probabilities is None else r.probabilities[label] for r in results] for label in labels),
-              [r.flag for r in results], [r.error for r in results]]
+    probability = {f"prob_{label}": label for label in labels}
+    values = [[None if r.probabilities is None else r.probabilities[probability[column]] for r in results]
+              if column in probability else [getattr(r, column) for r in results]
+              for column in result_columns(labels)]
     return pa.table(values, schema=_schema(labels))
 
 
 def results_from_table(table, labels: Sequence[str]) -> list[ScreeningResult]:
     """The inverse of :func:`results_table`."""
+    probability = {f"prob_{label}": label for label in labels}
     results = []
     for row in table.to_pylist():
-        probabilities = None if row["status"] != "ok" else {label: row[f"prob_{label}"] for label in labels}
-        results.append(ScreeningResult(row["path"], row["status"], row["prediction"], probabilities,
-                                       row["flag"], row["error"]))
+        probabilities = {probability[c]: row[c] for c in probability}
+        fields = {column: value for column, value in row.items() if column not in probability}
+        has_probabilities = any(p is not None for p in probabilities.values())
+        results.append(ScreeningResult(**fields, probabilities=probabilities if has_probabilities else None))
     return results
+
+
+_ARROW_TYPES = {"flag": "bool_", "scope_score": "float64"}  # the other columns: text, or float64 for prob_*
 
 
 def _schema(labels: Sequence[str]):
     import pyarrow as pa
 
-    names = result_columns(labels)
-    types = [pa.string(), pa.string(), pa.string(), *(pa.float64() for _ in labels), pa.bool_(), pa.string()]
-    return pa.schema(list(zip(names, types)))
+    probabilities = {f"prob_{label}" for label in labels}
+    return pa.schema([
+        (column, pa.float64() if column in probabilities else getattr(pa, _ARROW_TYPES.get(column, "string"))())
+        for column in result_columns(labels)
+    ])
 
 
 def run_screening_on_ray(
