@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import INT8_TFLITE, cli_runner
+from conftest import INT8_TFLITE, SCOPED_INT8_TFLITE, cli_runner, film, noise, save_png
 from test_cli_run import assert_one_line_error, rows
 
 from xscreen import cli
@@ -53,17 +53,21 @@ def by_path(table: list[dict]) -> dict[str, dict]:
 
 @pytest.mark.ray
 @needs_ray
-def test_ray_writes_the_same_csv_rows_as_the_local_engine(ray_instance, good_and_bad, brightness_folder,
-                                                            bad_files, tmp_path):
-    local = xscreen("run", good_and_bad, "-m", INT8_TFLITE, "--out", tmp_path / "local.csv")
-    on_ray = xscreen("run", good_and_bad, "-m", INT8_TFLITE, "--out", tmp_path / "ray.csv",
+def test_ray_writes_the_same_csv_rows_as_the_local_engine(ray_instance, good_and_bad, bad_files, tmp_path):
+    # The scoped model gives every kind of row: films in scope (ok), noise and flat greys out of scope, errors.
+    extra = [save_png(tmp_path / f"film{level}.png", film(level, seed=level)) for level in (40, 120)]
+    extra.append(save_png(tmp_path / "noise.png", noise()))
+    listing = tmp_path / "all.txt"
+    listing.write_text(good_and_bad.read_text() + "".join(f"{p}\n" for p in extra))
+    local = xscreen("run", listing, "-m", SCOPED_INT8_TFLITE, "--out", tmp_path / "local.csv")
+    on_ray = xscreen("run", listing, "-m", SCOPED_INT8_TFLITE, "--out", tmp_path / "ray.csv",
                      "--engine", "ray", "--workers", 2)
     assert local.exit_code == 0, local.output
     assert on_ray.exit_code == 0, on_ray.output
     assert "Traceback" not in on_ray.output
     ray_rows = by_path(rows(tmp_path / "ray.csv"))
     assert ray_rows == by_path(rows(tmp_path / "local.csv"))
-    assert {p: ray_rows[p]["prediction"] for p in brightness_folder} == brightness_folder
+    assert {row["status"] for row in ray_rows.values()} == {"ok", "out_of_scope", "error"}
     for path, reason in bad_files.items():  # every bad file is a row with its reason, not a failed run
         assert ray_rows[path]["status"] == "error" and reason in ray_rows[path]["error"]
     summary = " ".join(on_ray.stdout.split())
