@@ -174,8 +174,9 @@ def _connect(ray, address: str | None) -> bool:
         return False
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise RayEngineError(f"cannot reach a Ray cluster at {address}: {_first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001  (a node that times out starting raises a bare Exception)
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise RayEngineError(f"could not start or reach {where}: {_first_line(exc)}") from None
     return True
 
 
