@@ -26,9 +26,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..runtime import ResumeError, ScreeningModel, ScreeningResult, load_model, open_writer, result_columns
+from ..runtime import ResumeError, ScreeningModel, ScreeningResult, load_model, result_columns
 from ..runtime._pipeline import screen_batches
-from ..runtime._run import RunSummary, start_run
+from ..runtime._run import OutputExistsError, RunSummary, _writer, locked_output, start_run
 
 RAY_BATCH_SIZE = 64  # paths per actor call: Ray's cost per call spread over many files (benchmarks/ray_throughput.py)
 PARQUET_SUFFIX = ".parquet"
@@ -125,6 +125,7 @@ def run_screening_on_ray(
     backend: str | None = None,
     batch_size: int | None = None,
     resume: bool = False,
+    overwrite: bool = True,
     follow_symlinks: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> RunSummary:
@@ -136,7 +137,8 @@ def run_screening_on_ray(
     when this process is already connected to Ray).
     ``actors``: size of the actor pool (None: the cluster's CPUs / ``threads``); ``threads``: CPUs,
     decoding threads and inference threads per actor (None: 1). ``batch_size``: images per inference
-    batch inside an actor. ``resume`` keeps the rows already in ``out`` and screens only the rest.
+    batch inside an actor. ``resume`` keeps the rows already in ``out`` and screens only the rest;
+    ``overwrite=False`` refuses to replace an ``out`` that has rows (OutputExistsError).
     Raises MissingRayError, RayEngineError, and what ``run_screening`` raises.
     """
     ray = import_ray()
@@ -156,9 +158,9 @@ def run_screening_on_ray(
         summary.backend = f"{model.backend}, Ray: {actors} actor{'s' * (actors > 1)} x {threads} CPU"
         screen = _Screen(ray, model, actors=actors, threads=threads, backend=backend, batch_size=batch_size)
         if out.suffix.lower() == PARQUET_SUFFIX:
-            _to_parquet(screen, paths, out, summary, resume=resume, progress=progress)
+            _to_parquet(screen, paths, out, summary, resume=resume, overwrite=overwrite, progress=progress)
         else:
-            _to_file(screen, paths, out, summary, resume=resume, progress=progress)
+            _to_file(screen, model, paths, out, summary, resume=resume, overwrite=overwrite, progress=progress)
     except ray.exceptions.RayError as exc:
         raise RayEngineError(f"Ray failed: {_first_line(exc)}") from None
     finally:
@@ -208,10 +210,11 @@ class _Screen:
         return results_from_table(table, self.labels)
 
 
-def _to_file(screen: _Screen, paths: list[str], out: Path, summary: RunSummary, *, resume: bool,
-             progress: Callable[[int, int], None] | None) -> None:
-    """Gather the rows on the driver into a CSV or JSONL file through the local engine's writer."""
-    with open_writer(out, screen.labels, resume=resume) as writer:
+def _to_file(screen: _Screen, model: ScreeningModel, paths: list[str], out: Path, summary: RunSummary, *,
+             resume: bool, overwrite: bool, progress: Callable[[int, int], None] | None) -> None:
+    """Gather the rows on the driver into a CSV or JSONL file through the local engine's lock and writer."""
+    with locked_output(out), _writer(out, model, resume, overwrite) as writer:
+        summary.add_earlier(writer.earlier)
         to_do = [p for p in paths if p not in writer.done] if writer.done else paths
         summary.skipped_resumed = len(paths) - len(to_do)
         if progress:
@@ -229,11 +232,13 @@ def _to_file(screen: _Screen, paths: list[str], out: Path, summary: RunSummary, 
 
 
 def _to_parquet(screen: _Screen, paths: list[str], out: Path, summary: RunSummary, *, resume: bool,
-                progress: Callable[[int, int], None] | None) -> None:
+                overwrite: bool, progress: Callable[[int, int], None] | None) -> None:
     """Have the workers write the rows into the ``out`` folder as Parquet files; count what they wrote."""
     import pyarrow.parquet as pq
     from ray.data import SaveMode
 
+    if not (resume or overwrite) and any(out.glob(f"*{PARQUET_SUFFIX}")):
+        raise OutputExistsError(f"{out} already exists: pass --resume to finish that run or --overwrite to replace it")
     done = _parquet_paths(out, screen.labels) if resume else set()
     to_do = [p for p in paths if p not in done]
     summary.skipped_resumed = len(paths) - len(to_do)

@@ -7,13 +7,23 @@ from ._backends import BACKEND_NAMES, MissingRuntimeError, available_backends
 from ._contract import METADATA_KEY, ModelContractError, ModelMetadata
 from ._decode import IMAGE_EXTENSIONS, PREPROCESSING_ID, DecodeError, OutOfScopeError, decode_radiograph
 from ._discover import discover_inputs
-from ._model import ModelOutputs, ScreeningModel, default_model_path, load_model
+from ._model import (
+    BUNDLED_MODEL_NAMES,
+    ModelOutputs,
+    ScreeningModel,
+    default_model_path,
+    format_megabytes,
+    load_model,
+    resolve_model_path,
+)
 from ._pipeline import DEFAULT_BATCH_SIZE, ScreeningResult, screen_files
-from ._run import NoInputsError, RunSummary, run_screening
+from ._run import NoInputsError, OutputExistsError, RunSummary, run_screening
+from ._run_record import OutputInUseError, read_record, record_path
 from ._writers import OUTPUT_SUFFIXES, ResumeError, open_writer, result_columns
 
 __all__ = [
     "BACKEND_NAMES",
+    "BUNDLED_MODEL_NAMES",
     "DEFAULT_BATCH_SIZE",
     "IMAGE_EXTENSIONS",
     "METADATA_KEY",
@@ -26,6 +36,8 @@ __all__ = [
     "ModelOutputs",
     "NoInputsError",
     "OutOfScopeError",
+    "OutputExistsError",
+    "OutputInUseError",
     "ResumeError",
     "RunSummary",
     "ScreeningModel",
@@ -34,8 +46,12 @@ __all__ = [
     "decode_radiograph",
     "default_model_path",
     "discover_inputs",
+    "format_megabytes",
     "load_model",
     "open_writer",
+    "read_record",
+    "record_path",
+    "resolve_model_path",
     "result_columns",
     "run_screening",
     "screen_files",

@@ -13,6 +13,10 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +139,31 @@ def open_engine(path: Path, fmt: str, threads: int, backend: str | None):
     raise MissingRuntimeError(_MISSING_RUNTIME[fmt])
 
 
+@contextmanager
+def native_stderr_captured() -> Iterator[list[str]]:
+    """Send file descriptor 2 to a temporary file while native code runs; yields a list that holds its text after.
+
+    TFLite's C++ prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` straight to fd 2,
+    beyond Python's reach; the caller decides whether the captured text matters (it does when loading failed).
+    """
+    captured: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded interpreter): nothing to silence
+        yield captured
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode("utf-8", errors="replace"))
+
+
 def _single_input(tensors: list, path: Path):
     if len(tensors) != 1:
         raise ModelContractError(
@@ -152,11 +181,19 @@ class TFLiteEngine:
         except TFLiteFormatError as exc:
             raise ModelContractError(f"{path} is not a usable TFLite model: {exc}") from exc
         self.metadata = entries.get(METADATA_KEY)
-        try:
-            self._interpreter = module.Interpreter(model_content=model, num_threads=threads)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelContractError(f"{path}: the TFLite runtime cannot load it: {exc}") from exc
+        with native_stderr_captured() as native_output:
+            try:
+                self._interpreter = module.Interpreter(model_content=model, num_threads=threads)
+                self._interpreter.allocate_tensors()
+                failure = None
+            except (ValueError, RuntimeError) as exc:
+                failure = exc
+        if failure is not None:
+            # The runtime's own stderr lines often say more than the exception (e.g. which op version).
+            detail = " ".join(line.strip() for line in "".join(native_output).splitlines()
+                              if line.strip() and "XNNPACK delegate" not in line)
+            raise ModelContractError(f"{path}: the TFLite runtime cannot load it: {failure}"
+                                     + (f" ({detail})" if detail else "")) from failure
         self._model = model  # the interpreter reads from this buffer; keep it alive
         inp = _single_input(self._interpreter.get_input_details(), path)
         outputs = self._interpreter.get_output_details()

@@ -107,5 +107,15 @@ class ModelMetadata:
         """The screening flag for one probability vector, or None when the model defines none."""
         if self.negative_label is None or self.threshold is None:
             return None
-        abnormal = 1.0 - float(probabilities[self.labels.index(self.negative_label)])
-        return abnormal >= self.threshold
+        return self._abnormal(probabilities) >= self.threshold
+
+    def review_reason(self, probabilities) -> str | None:
+        """Why the flag is what it is, in one line, e.g. ``P(not healthy) 0.970 >= threshold 0.941``."""
+        if self.negative_label is None or self.threshold is None:
+            return None
+        abnormal = self._abnormal(probabilities)
+        sign = ">=" if abnormal >= self.threshold else "<"
+        return f"P(not {self.negative_label}) {abnormal:.3f} {sign} threshold {self.threshold:.3f}"
+
+    def _abnormal(self, probabilities) -> float:
+        return 1.0 - float(probabilities[self.labels.index(self.negative_label)])

@@ -7,8 +7,9 @@ load time; ``predict`` then does the least work per batch: one cast or lookup, o
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,17 +22,44 @@ from ._scope import scope_scores
 
 OUTPUT_ROLES = ("probabilities", "cam", "scope")  # what an output can be (see _contract.py)
 
-BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "xscreen_int8.tflite"
+_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+BUNDLED_MODEL = _MODELS_DIR / "xscreen_int8.tflite"
+BUNDLED_ONNX_MODEL = _MODELS_DIR / "xscreen_int8.onnx"
+# Names that stand for the bundled files wherever a model path is asked for (--model bundled-onnx).
+BUNDLED_MODEL_NAMES = ("bundled", "bundled-onnx")
+
+
+def format_megabytes(n_bytes: int) -> str:
+    """A file size the one way xscreen prints sizes: megabytes of 10^6 bytes, one decimal."""
+    megabytes = n_bytes / 1e6
+    return f"{megabytes:.1f} MB" if megabytes >= 0.1 else f"{megabytes:.2g} MB"  # a tiny test model
 
 
 def default_model_path() -> Path:
     """The model bundled with the package; FileNotFoundError with what to do when it is absent."""
-    if not BUNDLED_MODEL.is_file():
+    return resolve_model_path("bundled")
+
+
+def resolve_model_path(name: str | os.PathLike) -> Path:
+    """A model file path, or one of :data:`BUNDLED_MODEL_NAMES` turned into the bundled file's path.
+
+    FileNotFoundError saying what to do when the file is absent.
+    """
+    bundled = {"bundled": BUNDLED_MODEL, "bundled-onnx": BUNDLED_ONNX_MODEL}.get(str(name))
+    if bundled is None:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"model file not found: {path} (a .tflite or .onnx file, or one of the bundled models: "
+                f"{', '.join(BUNDLED_MODEL_NAMES)})"
+            )
+        return path
+    if not bundled.is_file():
         raise FileNotFoundError(
-            f"no bundled model at {BUNDLED_MODEL} (this install ships without one): "
+            f"no bundled model at {bundled} (this install ships without one): "
             "pass --model PATH to a .tflite or .onnx file written by xscreen export"
         )
-    return BUNDLED_MODEL
+    return bundled
 
 
 @dataclass
@@ -67,6 +95,14 @@ class ScreeningModel:
         self._roles = match_outputs(engine.outputs, metadata, path)
         scope = metadata.scope if "scope" in self._roles else None
         self._class_means = None if scope is None else _class_means(scope, self.labels, path)
+        self._sha256: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the model file: which model wrote a result file (computed once)."""
+        if self._sha256 is None:
+            self._sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return self._sha256
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -182,6 +218,22 @@ class ScreeningModel:
         return f"ScreeningModel({str(self.path)!r}, {self.backend}, labels={list(self.labels)})"
 
 
+def renamed_metadata(metadata: ModelMetadata, rename: Mapping[str, str], path: Path) -> ModelMetadata:
+    """``metadata`` with labels renamed (old -> new); the negative label, hence the flag, is renamed too."""
+    unknown = [old for old in rename if old not in metadata.labels]
+    if unknown:
+        raise ModelContractError(
+            f"{path}: --rename names {', '.join(unknown)}, which the model does not have "
+            f"(its labels: {','.join(metadata.labels)})"
+        )
+    labels = tuple(rename.get(label, label) for label in metadata.labels)
+    if len(set(labels)) != len(labels):
+        raise ModelContractError(f"{path}: --rename gives two outputs the same name ({','.join(labels)})")
+    negative = metadata.negative_label
+    negative = None if negative is None else rename.get(negative, negative)
+    return metadata.with_updates(labels=labels, negative_label=negative)
+
+
 def match_outputs(specs: Sequence[TensorSpec], metadata: ModelMetadata, path: Path) -> dict[str, int]:
     """Role (``probabilities``, ``cam``, ``scope``) -> index in ``specs``, by per-image shape.
 
@@ -270,13 +322,17 @@ def load_model(
     path: str | os.PathLike,
     *,
     labels: Sequence[str] | None = None,
+    rename: Mapping[str, str] | None = None,
     threads: int | None = None,
     backend: str | None = None,
 ) -> ScreeningModel:
     """Open a ``.tflite`` or ``.onnx`` model and check it against the model-file contract.
 
     The metadata comes from the file. ``labels`` names the outputs of a model without metadata
-    (its input size is then read from its input shape) or renames those of one with it.
+    (its input size is then read from its input shape); for a model with metadata it may only
+    repeat the embedded labels in their order, so it can never mislabel an output. ``rename``
+    (old name -> new name) renames labels in the output; the negative label and the screening
+    flag follow the rename.
     ``threads`` is the runtime's thread count (None: one per usable core). ``backend`` forces a
     runtime by name (see ``available_backends``). Raises ``ModelContractError`` naming the file when
     it is not a usable model, ``MissingRuntimeError`` (an ImportError) with the pip command when no
@@ -291,6 +347,8 @@ def load_model(
     threads = threads or usable_cores()
     engine, backend_name = open_engine(path, fmt, threads, backend)
     metadata = _resolve_metadata(path, engine, labels)
+    if rename:
+        metadata = renamed_metadata(metadata, rename, path)
     return ScreeningModel(path, fmt, engine, backend_name, metadata, threads)
 
 
@@ -301,12 +359,10 @@ def _resolve_metadata(path: Path, engine, labels: Sequence[str] | None) -> Model
     labels = None if labels is None else tuple(labels)
     if engine.metadata is not None:
         metadata = ModelMetadata.from_json(engine.metadata)
-        if labels is not None:
-            keep_flag = metadata.negative_label in labels
-            metadata = metadata.with_updates(
-                labels=labels,
-                negative_label=metadata.negative_label if keep_flag else None,
-                threshold=metadata.threshold if keep_flag else None,
+        if labels is not None and labels != metadata.labels:
+            raise ModelContractError(
+                f"{path} names its outputs itself ({','.join(metadata.labels)}): --labels may only repeat "
+                f"them in that order; to rename one, use --rename old=new"
             )
     elif labels is None:
         raise ModelContractError(

@@ -51,6 +51,7 @@ class ScreeningResult:
     error: str | None = None
     scope_score: float | None = None  # distance from the training films; None: not scored
     heatmap: np.ndarray | None = None  # (h, w) float32 CAM of the predicted class, when asked for (not written)
+    review_reason: str | None = None  # the comparison behind ``flag``, e.g. "P(not healthy) 0.970 >= threshold 0.941"
 
 
 @dataclass
@@ -178,7 +179,7 @@ def _decode_into(buffer: np.ndarray, slot: int, path: Path, preprocessing: str,
 def _results(chunk: list[Path], failures: list[tuple[str, str] | None], reasons: list[str | None],
              outputs: ModelOutputs | None, model: ScreeningModel, heatmaps: bool) -> list[ScreeningResult]:
     labels = model.labels
-    needs_review = model.metadata.needs_review
+    metadata = model.metadata
     results = []
     for i, (path, failure, reason) in enumerate(zip(chunk, failures, reasons)):
         if failure is not None:
@@ -191,8 +192,8 @@ def _results(chunk: list[Path], failures: list[tuple[str, str] | None], reasons:
         row = outputs.probabilities[i]
         predicted = int(row.argmax())
         results.append(ScreeningResult(
-            str(path), "ok", labels[predicted], dict(zip(labels, row.tolist())), needs_review(row),
-            scope_score=score,
+            str(path), "ok", labels[predicted], dict(zip(labels, row.tolist())), metadata.needs_review(row),
+            review_reason=metadata.review_reason(row), scope_score=score,
             heatmap=outputs.cam[i, :, :, predicted].copy() if heatmaps and outputs.cam is not None else None,
         ))
     return results
