@@ -49,9 +49,18 @@ def listed_inputs(folder: Path, at_least: int, scratch: Path) -> tuple[Path, Pat
     if not files:
         raise SystemExit(f"no images under {folder}")
     repeats = -(-at_least // len(files))
+    # A run screens a path once, so the repeats are symlinks with names of their own.
+    copies = scratch / "copies"
+    copies.mkdir()
+    entries = []
+    for r in range(repeats):
+        for i, f in enumerate(files):
+            link = copies / f"r{r}_{i}{f.suffix}"
+            link.symlink_to(f)
+            entries.append(link)
     short, long = scratch / "short.txt", scratch / "long.txt"
     short.write_text("".join(f"{f}\n" for f in files))
-    long.write_text("".join(f"{f}\n" for f in files) * repeats)
+    long.write_text("".join(f"{f}\n" for f in entries))
     return short, long, len(files)
 
 
