@@ -269,6 +269,30 @@ def test_split_from_train_and_test_folders(tmp_path):
     assert code == 2 and "--split-file" in output
 
 
+def test_bench_shows_the_films_the_scope_check_takes_from_each_class(tmp_path):
+    from conftest import SCOPED_FP32_TFLITE, film, noise
+
+    from xscreen.bench._report import summary_rows
+    from xscreen.bench._worker import measure_row
+
+    files, truth = [], []
+    for label, level, extra_noise in (("healthy", 30, 1), ("pneumonia", 120, 0), ("covid", 190, 2)):
+        for i in range(4):
+            files.append(tmp_path / f"{label}-{i}.png")
+            Image.fromarray(noise(seed=i) if i < extra_noise else film(level, seed=i)).save(files[-1])
+            truth.append(label)
+    row = measure_row({"model": str(SCOPED_FP32_TFLITE), "threads": 1, "files": [str(f) for f in files],
+                       "truth": truth, "runs": 3, "warmup": 1})
+    scope = row["metrics"]["scope"]
+    assert scope["image_check"] is True
+    assert {k: v["in_scope_rate"] for k, v in scope["per_class"].items()} == {
+        "healthy": 0.75, "pneumonia": 1.0, "covid": 0.5}
+    # The classifier is right on every film it kept; counting the taken films as missed shows the loss.
+    assert scope["per_class"]["covid"]["recall_of_all"] == 0.5
+    assert row["pipeline"]["out_of_scope"] == 3 and row["pipeline"]["failed"] == 0
+    assert summary_rows([{"model": "m", **row}])[0]["in scope"] == "75.0 / 100.0 / 50.0 %"
+
+
 def test_the_terminal_table_fits_100_columns_without_cutting_a_cell(two_models_two_threads):
     import io
 

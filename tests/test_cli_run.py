@@ -193,7 +193,7 @@ def test_the_bundled_model_is_the_default_and_its_absence_is_explained(brightnes
 
 
 def test_ctrl_c_says_how_to_finish(brightness_folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "run_screening", lambda *a, **k: _raise(KeyboardInterrupt()))
+    monkeypatch.setattr(cli, "screen_and_report", lambda *a, **k: _raise(KeyboardInterrupt()))
     result = xscreen("run", Path(next(iter(brightness_folder))).parent, "-m", INT8_TFLITE,
                      "--out", tmp_path / "r.csv")
     assert result.exit_code == 130 and "--resume" in result.stderr

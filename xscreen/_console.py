@@ -114,7 +114,8 @@ def print_run_summary(console: Console, summary: RunSummary, model: ScreeningMod
         table.add_row(f"[dim]ignored: {escape(reason)}[/]", f"{n:,}", "")
     console.print(table)
     for path, reason in summary.first_out_of_scope:
-        console.print(f"  [yellow]out of scope[/] {escape(path)}: {escape(reason)}", highlight=False)
+        console.print(f"  [yellow]out of scope[/] {escape(path)}: {escape(reason.removeprefix('out of scope: '))}",
+                      highlight=False)
     for path, reason in summary.first_errors:
         console.print(f"  [red]error[/] {escape(path)}: {escape(reason)}", highlight=False)
     listed = len(summary.first_errors) + len(summary.first_out_of_scope)

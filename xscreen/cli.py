@@ -23,6 +23,7 @@ from ._console import DISCLAIMER, ProgressReporter, bench_table, print_run_summa
 from .export._export import ExportConfig
 from .export._formats import FORMATS as EXPORT_FORMATS
 from .export._train import TrainConfig
+from .report import ReportOptionError, ResultsFileError, report_from_results, screen_and_report
 from .runtime import (
     BACKEND_NAMES,
     BUNDLED_MODEL_NAMES,
@@ -40,10 +41,10 @@ from .runtime import (
     format_megabytes,
     load_model,
     resolve_model_path,
-    run_screening,
 )
 from .runtime._decode import PREPROCESSINGS
 from .runtime._discover import ListFileError, check_target
+from .runtime._scope import describe_scope
 
 
 class CommandError(click.ClickException):
@@ -138,22 +139,32 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out and screen only the rest.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @click.option("--follow-symlinks", is_flag=True, help="Enter symlinked folders and files pointing outside TARGET.")
-@click.option("--strict", is_flag=True, help="Exit with status 1 when any file could not be screened.")
+@click.option("--strict", is_flag=True,
+              help="Exit with status 1 when any file could not be screened (error or out of scope).")
+@click.option("--no-scope-check", "no_scope_check", is_flag=True,
+              help="Screen every file, even those whose DICOM header or image says it is not a frontal chest film.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--heatmaps", "heatmap_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write a heatmap PNG of each flagged film into this folder.")
+@click.option("--heatmaps-all", is_flag=True, help="With --heatmaps: a PNG for every screened film.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML report (summary, every film, flagged films' heatmaps).")
 @backend_option
 @click.option("--engine", type=click.Choice(("local", "ray")), default="local", show_default=True,
               help="Screen in this process, or on a Ray cluster (pip install 'xscreen[ray]'; --out may be .parquet).")
 @click.option("--address", metavar="ADDR",
               help="Ray cluster to join [default: RAY_ADDRESS, else a local Ray for this run].")
 def run(target: Path, model_path: Path | None, labels, rename, out: Path, threads, workers, batch_size,
-        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, quiet: bool, backend,
+        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, no_scope_check: bool, quiet: bool,
+        heatmap_dir: Path | None, heatmaps_all: bool, report: Path | None, backend,
         engine: str, address: str | None) -> None:
     """Screen every image in TARGET: a folder (searched recursively), one file, or a list of paths
     (.txt, one per line; .csv with a path column; - for standard input).
 
     Reads PNG (8/16-bit), JPEG and DICOM (also without extension) files and writes one row per
-    file to --out: path, status, prediction, prob_<label> per class, flag (needs review),
-    review_reason, error; and OUT.meta.json, the model that wrote it.
+    file to --out: path, status (ok, error, out_of_scope), prediction, prob_<label> per class, flag
+    (needs review), review_reason, scope_score, error (why a file was not screened); and
+    OUT.meta.json, the model that wrote it.
     """
     if resume and overwrite:
         raise CommandError("--resume and --overwrite contradict each other: pick one")
@@ -175,19 +186,22 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
     model = open_model(model_path, labels=labels, rename=rename, threads=threads, backend=backend)
     err = Console(stderr=True)
     reporter = None if quiet else ProgressReporter(err)
-    user_errors = (NoInputsError, ResumeError, OutputExistsError, OutputInUseError, ListFileError,
+    user_errors = (NoInputsError, ResumeError, OutputExistsError, OutputInUseError, ListFileError, ReportOptionError,
                    *((ray_engine.RayEngineError,) if ray_engine else ()))
     try:
         if ray_engine:
+            if heatmap_dir or report:
+                raise CommandError("--heatmaps and --report need the local engine: drop them or --engine ray")
             summary = ray_engine.run_screening_on_ray(
                 target, model, out, address=address, actors=workers, threads=threads, backend=backend,
                 batch_size=batch_size, resume=resume, overwrite=overwrite, follow_symlinks=follow_symlinks,
-                progress=reporter,
+                progress=reporter, scope_check=not no_scope_check,
             )
         else:
-            summary = run_screening(
-                target, model, out, resume=resume, overwrite=overwrite, workers=workers, batch_size=batch_size,
-                follow_symlinks=follow_symlinks, progress=reporter,
+            summary = screen_and_report(
+                target, model, out, heatmap_dir=heatmap_dir, every_film=heatmaps_all, report=report, resume=resume,
+                overwrite=overwrite, workers=workers, batch_size=batch_size, follow_symlinks=follow_symlinks,
+                progress=reporter, scope_check=not no_scope_check,
             )
     except user_errors as exc:
         raise CommandError(str(exc)) from None
@@ -202,7 +216,10 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
             reporter.close()
     if not quiet:
         print_run_summary(Console(), summary, model)
-    if strict and summary.errors:
+        for what, path in (("heatmaps", heatmap_dir), ("report", report)):
+            if path is not None:
+                Console().print(f"{what}: {escape(str(path))}", highlight=False)
+    if strict and (summary.errors or summary.out_of_scope):
         sys.exit(1)
 
 
@@ -243,6 +260,8 @@ def info(model_path: Path | None, labels, rename, backend, as_json: bool) -> Non
         "output": _tensor_line(description["output"]),
         "batch": description["batch"],
         "screening flag": _flag_line(description),
+        "heatmaps": "yes (class-activation maps)" if description["heatmaps"] else "no",
+        "scope check": describe_scope(description["scope"]),
         "preprocessing": description["preprocessing"],
         "model version": meta["model_version"],
         "exported": meta["exported_at"],
@@ -509,4 +528,32 @@ def demo(ctx: click.Context, folder: Path | None, model_path: Path | None, out: 
                   highlight=False)
     elif not folder.is_dir():
         raise CommandError(f"{folder} is not a folder")
-    ctx.invoke(run, target=folder, model_path=model_path, out=out or fresh_result_path(folder))
+    out = out or fresh_result_path(folder)
+    ctx.invoke(run, target=folder, model_path=model_path, out=out, report=out.with_suffix(".html"))
+
+
+@main.command("report")
+@click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="The HTML file [default: RESULTS with the suffix .html].")
+@model_option
+@labels_option
+@backend_option
+@click.option("--overwrite", is_flag=True, help="Replace --out even when it is not an xscreen report.")
+def report_command(results: Path, out: Path | None, model_path: Path | None, labels, backend, overwrite: bool) -> None:
+    """Write the HTML report of RESULTS, a .csv or .jsonl file written by xscreen run.
+
+    Flagged films get thumbnails with heatmaps when they can still be read and the model (--model,
+    else the bundled one) has a heatmap output and gave the same prediction; otherwise the report
+    shows the table and says why.
+    """
+    try:
+        written, content = report_from_results(results, out or results.with_suffix(".html"), model_path,
+                                               overwrite=overwrite, labels=labels, backend=backend)
+    except (ReportOptionError, ResultsFileError, ModelContractError, MissingRuntimeError) as exc:
+        raise CommandError(str(exc)) from None
+    console = Console()
+    for line in content.notes:
+        console.print(f"[yellow]note[/] {escape(line)}", highlight=False)
+    console.print(f"report: {escape(str(written))} ({len(content.thumbnails):,} heatmap thumbnails)", highlight=False)
+    console.print(f"[dim]{DISCLAIMER}[/]")

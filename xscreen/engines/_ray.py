@@ -62,18 +62,20 @@ class ScreeningActor:
     """
 
     def __init__(self, model_file: bytes, suffix: str, labels: Sequence[str], threads: int,
-                 backend: str | None, batch_size: int | None) -> None:
+                 backend: str | None, batch_size: int | None, scope_check: bool = True) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="xscreen-model-")
         path = Path(self._folder.name) / f"model{suffix}"
         path.write_bytes(model_file)
         self.model = load_model(path, labels=labels, threads=threads, backend=backend)
         self.threads = threads
         self.batch_size = batch_size
+        self.scope_check = scope_check
 
     def __call__(self, batch: dict[str, np.ndarray]):
         """``{"path": array of str}`` -> a pyarrow Table of result rows, one per path."""
         results = [result for chunk in screen_batches(batch["path"].tolist(), self.model, workers=self.threads,
-                                                      batch_size=self.batch_size)
+                                                      batch_size=self.batch_size,
+                                                      scope_check=self.scope_check)
                    for result in chunk]
         return results_table(results, self.model.labels)
 
@@ -128,6 +130,7 @@ def run_screening_on_ray(
     overwrite: bool = True,
     follow_symlinks: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    scope_check: bool = True,
 ) -> RunSummary:
     """Screen every image under ``target`` on Ray and write one row per file to ``out``.
 
@@ -138,7 +141,8 @@ def run_screening_on_ray(
     ``actors``: size of the actor pool (None: the cluster's CPUs / ``threads``); ``threads``: CPUs,
     decoding threads and inference threads per actor (None: 1). ``batch_size``: images per inference
     batch inside an actor. ``resume`` keeps the rows already in ``out`` and screens only the rest;
-    ``overwrite=False`` refuses to replace an ``out`` that has rows (OutputExistsError).
+    ``scope_check``: as in :func:`screen_batches`. ``overwrite=False`` refuses to replace an ``out``
+    that has rows (OutputExistsError).
     Raises MissingRayError, RayEngineError, and what ``run_screening`` raises.
     """
     ray = import_ray()
@@ -156,7 +160,8 @@ def run_screening_on_ray(
             raise RayEngineError(f"{actors} actors x {threads} CPUs (--workers x --threads) need {actors * threads} "
                                  f"CPUs; the Ray cluster has {cpus}")
         summary.backend = f"{model.backend}, Ray: {actors} actor{'s' * (actors > 1)} x {threads} CPU"
-        screen = _Screen(ray, model, actors=actors, threads=threads, backend=backend, batch_size=batch_size)
+        screen = _Screen(ray, model, actors=actors, threads=threads, backend=backend, batch_size=batch_size,
+                         scope_check=scope_check)
         if out.suffix.lower() == PARQUET_SUFFIX:
             _to_parquet(screen, paths, out, summary, resume=resume, overwrite=overwrite, progress=progress)
         else:
@@ -186,11 +191,12 @@ class _Screen:
     """The Ray Data plan: paths -> actor pool -> result rows, for one model and pool size."""
 
     def __init__(self, ray, model: ScreeningModel, *, actors: int, threads: int, backend: str | None,
-                 batch_size: int | None) -> None:
+                 batch_size: int | None, scope_check: bool) -> None:
         self._ray = ray
         self.labels = model.labels
         self._actor_args = dict(model_file=model.path.read_bytes(), suffix=model.path.suffix,
-                                labels=model.labels, threads=threads, backend=backend, batch_size=batch_size)
+                                labels=model.labels, threads=threads, backend=backend, batch_size=batch_size,
+                                scope_check=scope_check)
         self._actors = actors
         self._threads = threads
 

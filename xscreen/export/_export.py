@@ -33,6 +33,7 @@ from ._train import DISCLAIMER, METADATA_FILE, SCOPE_FILE, decode_all
 
 FLOAT_MIN_AGREEMENT = 0.995  # a float format below this is a broken conversion
 INT8_MAX_F1_LOSS = 0.01  # an int8 format losing more macro-F1 than this is reported loudly
+SCOPE_QUANTILE = 0.99  # of the validation films' scope scores, for scaling the scope threshold per format
 MIN_VERIFY_IMAGES = 200  # below this, agreement figures are too coarse to judge a conversion
 
 
@@ -189,8 +190,14 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
     if tuning_images and base.negative_label and base.extra.get("min_sensitivity"):
         tune_pixels, tuning_images = decode(tuning_images)
         negative = np.array([img.label == base.negative_label for img in tuning_images])
+        keras_scope = None
+        if "scope" in outputs:
+            from ..runtime._scope import scope_scores
+
+            z = _named(model.predict(tune_pixels.astype(np.float32), batch_size=64, verbose=0), outputs)["scope"]
+            keras_scope = scope_scores(z, np.asarray(base.scope["class_means"], np.float32))
         tuning = _Tuning(tune_pixels, ~negative, base.labels.index(base.negative_label),
-                         float(base.extra["min_sensitivity"]))
+                         float(base.extra["min_sensitivity"]), keras_scope)
     log(f"calibration: {0 if calibration is None else len(calibration)} training images; "
         f"verification: {len(verify_images)} held-out images")
     if len(verify_images) < MIN_VERIFY_IMAGES:
@@ -279,10 +286,22 @@ class _Tuning:
     abnormal: np.ndarray
     negative_index: int
     min_sensitivity: float
+    keras_scope: np.ndarray | None = None  # the Keras model's scope scores on these films
 
     def threshold_for(self, model) -> float:
         scores = 1.0 - model.predict(self.pixels)[:, self.negative_index]
         return choose_threshold(self.abnormal, scores, self.min_sensitivity)
+
+    def scope_for(self, model, scope: dict) -> dict:
+        """The scope statistics with the threshold scaled to this format: quantization inflates every
+        film's score, so the Keras threshold is moved by the ratio of the 99th percentiles on these films."""
+        if self.keras_scope is None or not model.has_scope:
+            return scope
+        ratio = float(np.quantile(model.predict_outputs(self.pixels).scope_score, SCOPE_QUANTILE)
+                      / np.quantile(self.keras_scope, SCOPE_QUANTILE))
+        keras_threshold = scope.get("keras_threshold", scope["threshold"])
+        return {**scope, "threshold": round(keras_threshold * ratio, 6), "keras_threshold": keras_threshold,
+                "format_ratio": round(ratio, 4)}
 
 
 def _write_model_file(fmt: ExportFormat, data: bytes, metadata: ModelMetadata, path: Path) -> None:
@@ -316,7 +335,9 @@ def _export_one(fmt: ExportFormat, inputs: ExportInputs, metadata: ModelMetadata
 
     runtime_model = load_model(path)
     if reference.tuning is not None:
-        metadata = metadata.with_updates(threshold=reference.tuning.threshold_for(runtime_model))
+        metadata = metadata.with_updates(threshold=reference.tuning.threshold_for(runtime_model),
+                                         scope=reference.tuning.scope_for(runtime_model, metadata.scope)
+                                         if metadata.scope else None)
         _write_model_file(fmt, data, metadata, path)
         runtime_model = load_model(path)  # verify the file as it ships, with its final metadata
     row["threshold"] = metadata.threshold
@@ -358,10 +379,12 @@ def _extra_outputs_agreement(runtime_model, reference: _Reference, metadata: Mod
     if "scope" in reference.outputs and outputs.scope_score is not None:
         keras_score = scope_scores(reference.outputs["scope"], np.asarray(metadata.scope["class_means"], np.float32))
         threshold = metadata.scope["threshold"]
+        keras_threshold = metadata.scope.get("keras_threshold", threshold)
+        found["scope_threshold"] = threshold
         found["scope_in_scope_rate"] = float((outputs.scope_score <= threshold).mean())
-        found["scope_in_scope_rate_keras"] = float((keras_score <= threshold).mean())
+        found["scope_in_scope_rate_keras"] = float((keras_score <= keras_threshold).mean())
         found["scope_decision_agreement"] = float(((outputs.scope_score <= threshold)
-                                                    == (keras_score <= threshold)).mean())
+                                                    == (keras_score <= keras_threshold)).mean())
         found["scope_score_max_rel_diff"] = float(np.max(np.abs(outputs.scope_score - keras_score)
                                                           / np.maximum(keras_score, 1e-6)))
     return found

@@ -118,6 +118,7 @@ def run_screening(
     progress: Callable[[int, int], None] | None = None,
     heatmaps: bool = False,
     scope_check: bool = True,
+    on_batch: Callable[[list[ScreeningResult]], None] | None = None,
 ) -> RunSummary:
     """Screen every image under ``target`` with ``model`` and write one row per file to ``out``.
 
@@ -127,8 +128,9 @@ def run_screening(
     second run) and ``<out>.meta.json`` records the model that wrote it; a resume with another
     model raises ResumeError. A file listed twice is screened once. ``progress(done, to_do)`` is
     called before the first batch and after each one. ``heatmaps`` and ``scope_check``: see
-    :func:`screen_batches`. Raises NoInputsError when ``target`` holds
-    no images, and the errors of :func:`load_model` and :func:`open_writer`.
+    :func:`screen_batches`; ``on_batch(results)`` receives each batch once it is written (with its
+    heatmaps). Raises NoInputsError when ``target`` holds no images, and the errors of
+    :func:`load_model` and :func:`open_writer`.
     """
     if not isinstance(model, ScreeningModel):
         model = load_model(model)
@@ -149,6 +151,8 @@ def run_screening(
                 writer.write(batch)
                 summary.write_s += time.perf_counter() - write_started
                 summary.add(batch)
+                if on_batch:
+                    on_batch(batch)
                 if progress:
                     progress(summary.new_ok + summary.new_errors, len(to_do))
     summary.decode_s, summary.inference_s = times.decode_s, times.inference_s
