@@ -127,12 +127,13 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename
 @model_option
 @labels_option
 @rename_option
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("results.csv"),
-              show_default=True, help=f"Result file: {' or '.join(OUTPUT_SUFFIXES)} by its suffix.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("results.csv"), show_default=True,
+              help=f"Result file: {' or '.join(OUTPUT_SUFFIXES)} by its suffix (or a .parquet folder on Ray).")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
-              help="Inference threads [default: one per core].")
+              help="Inference threads [default: one per core]; with --engine ray, CPUs per actor [default: 1].")
 @click.option("--workers", type=click.IntRange(min=0), metavar="N",
-              help="Decoding threads; 0 decodes in the main thread [default: one per core].")
+              help="Decoding threads; 0 decodes in the main thread [default: one per core]. "
+                   "With --engine ray, actors [default: the cluster's CPUs / --threads].")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N",
               help=f"Images per batch [default: {DEFAULT_BATCH_SIZE}].")
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out and screen only the rest.")
@@ -149,9 +150,14 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a self-contained HTML report (summary, every film, flagged films' heatmaps).")
 @backend_option
+@click.option("--engine", type=click.Choice(("local", "ray")), default="local", show_default=True,
+              help="Screen in this process, or on a Ray cluster (pip install 'xscreen[ray]'; --out may be .parquet).")
+@click.option("--address", metavar="ADDR",
+              help="Ray cluster to join [default: RAY_ADDRESS, else a local Ray for this run].")
 def run(target: Path, model_path: Path | None, labels, rename, out: Path, threads, workers, batch_size,
         resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, no_scope_check: bool, quiet: bool,
-        heatmap_dir: Path | None, heatmaps_all: bool, report: Path | None, backend) -> None:
+        heatmap_dir: Path | None, heatmaps_all: bool, report: Path | None, backend,
+        engine: str, address: str | None) -> None:
     """Screen every image in TARGET: a folder (searched recursively), one file, or a list of paths
     (.txt, one per line; .csv with a path column; - for standard input).
 
@@ -162,8 +168,14 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
     """
     if resume and overwrite:
         raise CommandError("--resume and --overwrite contradict each other: pick one")
-    if out.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise CommandError(f"--out {out}: use a {' or '.join(OUTPUT_SUFFIXES)} file")
+    if address and engine != "ray":
+        raise CommandError("--address names a Ray cluster: add --engine ray")
+    ray_engine = _ray_engine() if engine == "ray" else None
+    suffixes = ray_engine.RAY_OUTPUT_SUFFIXES if ray_engine else OUTPUT_SUFFIXES
+    if out.suffix.lower() not in suffixes:
+        raise CommandError(f"--out {out}: use a {' or '.join(suffixes)} file")
+    if out.is_dir() != (out.suffix.lower() == ".parquet" and out.exists()):
+        raise CommandError(f"--out {out}: a .parquet output is a folder, a {' or '.join(OUTPUT_SUFFIXES)} one a file")
     blocking = next((p for p in out.parents if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise CommandError(f"--out {out}: {blocking} is a file, not a folder")
@@ -174,13 +186,24 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
     model = open_model(model_path, labels=labels, rename=rename, threads=threads, backend=backend)
     err = Console(stderr=True)
     reporter = None if quiet else ProgressReporter(err)
+    user_errors = (NoInputsError, ResumeError, OutputExistsError, OutputInUseError, ListFileError, ReportOptionError,
+                   *((ray_engine.RayEngineError,) if ray_engine else ()))
     try:
-        summary = screen_and_report(
-            target, model, out, heatmap_dir=heatmap_dir, every_film=heatmaps_all, report=report, resume=resume,
-            overwrite=overwrite, workers=workers, batch_size=batch_size, follow_symlinks=follow_symlinks,
-            progress=reporter, scope_check=not no_scope_check,
-        )
-    except (NoInputsError, ResumeError, OutputExistsError, OutputInUseError, ListFileError, ReportOptionError) as exc:
+        if ray_engine:
+            if heatmap_dir or report:
+                raise CommandError("--heatmaps and --report need the local engine: drop them or --engine ray")
+            summary = ray_engine.run_screening_on_ray(
+                target, model, out, address=address, actors=workers, threads=threads, backend=backend,
+                batch_size=batch_size, resume=resume, overwrite=overwrite, follow_symlinks=follow_symlinks,
+                progress=reporter, scope_check=not no_scope_check,
+            )
+        else:
+            summary = screen_and_report(
+                target, model, out, heatmap_dir=heatmap_dir, every_film=heatmaps_all, report=report, resume=resume,
+                overwrite=overwrite, workers=workers, batch_size=batch_size, follow_symlinks=follow_symlinks,
+                progress=reporter, scope_check=not no_scope_check,
+            )
+    except user_errors as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:  # the target or the output cannot be read or written
         raise CommandError(f"{exc.filename or out}: {exc.strerror or exc}") from None
@@ -198,6 +221,17 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
                 Console().print(f"{what}: {escape(str(path))}", highlight=False)
     if strict and (summary.errors or summary.out_of_scope):
         sys.exit(1)
+
+
+def _ray_engine():
+    """The Ray engine module, imported only for --engine ray; exit 2 with the pip command without Ray."""
+    from . import engines
+
+    try:
+        engines.import_ray()
+    except engines.MissingRayError as exc:
+        raise CommandError(str(exc)) from None
+    return engines
 
 
 @main.command()

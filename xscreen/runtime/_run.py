@@ -135,22 +135,7 @@ def run_screening(
     if not isinstance(model, ScreeningModel):
         model = load_model(model)
     started = time.perf_counter()
-    ignored: Counter[str] = Counter()
-    listed = [str(p) for p in discover_inputs(
-        target, follow_symlinks=follow_symlinks, on_ignored=lambda _path, reason: ignored.update([reason]),
-    )]
-    paths = list(dict.fromkeys(listed))  # a list naming a file twice: one row
-    if not paths:
-        links = ignored[SYMLINK_OUT] + ignored[SYMLINK_DIR]
-        hint = (f"; {links:,} symlinks leading out of it were not followed (pass --follow-symlinks)"
-                if links else "")
-        raise NoInputsError(
-            f"no images in {target}: xscreen reads {', '.join(IMAGE_EXTENSIONS)} files and DICOM "
-            f"files without an extension{hint}"
-        )
-    summary = RunSummary(total=len(paths), out=str(out), model=str(model.path), backend=model.backend,
-                         duplicates=len(listed) - len(paths), per_class=dict.fromkeys(model.labels, 0),
-                         ignored=dict(ignored))
+    paths, summary = start_run(target, model, out, follow_symlinks=follow_symlinks)
     times = StageTimes()
     with locked_output(out), _writer(out, model, resume, overwrite) as writer:
         summary.add_earlier(writer.earlier)
@@ -173,6 +158,31 @@ def run_screening(
     summary.decode_s, summary.inference_s = times.decode_s, times.inference_s
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def start_run(target: str | os.PathLike, model: ScreeningModel, out: str | os.PathLike, *,
+              follow_symlinks: bool = False) -> tuple[list[str], RunSummary]:
+    """The files a run screens, in discovery order and once each, and its empty summary; shared by every engine.
+
+    Raises NoInputsError when ``target`` holds no images.
+    """
+    ignored: Counter[str] = Counter()
+    listed = [str(p) for p in discover_inputs(
+        target, follow_symlinks=follow_symlinks, on_ignored=lambda _path, reason: ignored.update([reason]),
+    )]
+    paths = list(dict.fromkeys(listed))  # a list naming a file twice: one row
+    if not paths:
+        links = ignored[SYMLINK_OUT] + ignored[SYMLINK_DIR]
+        hint = (f"; {links:,} symlinks leading out of it were not followed (pass --follow-symlinks)"
+                if links else "")
+        raise NoInputsError(
+            f"no images in {target}: xscreen reads {', '.join(IMAGE_EXTENSIONS)} files and DICOM "
+            f"files without an extension{hint}"
+        )
+    summary = RunSummary(total=len(paths), out=str(out), model=str(model.path), backend=model.backend,
+                         duplicates=len(listed) - len(paths), per_class=dict.fromkeys(model.labels, 0),
+                         ignored=dict(ignored))
+    return paths, summary
 
 
 def _writer(out, model: ScreeningModel, resume: bool, overwrite: bool):
