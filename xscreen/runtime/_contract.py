@@ -92,7 +92,15 @@ class ModelMetadata:
 
     def needs_review(self, probabilities) -> bool | None:
         """The screening flag for one probability vector, or None when the model defines none."""
+        margin = self.review_margin(probabilities)
+        return None if margin is None else margin >= 0.0
+
+    def review_margin(self, probabilities) -> float | None:
+        """P(not negative) minus the threshold: how far a film is from flipping its flag (None: no threshold).
+
+        A film within a few hundredths of zero can flip between machines or runtimes (README, "Same answers
+        on every machine"); the flag is ``margin >= 0``.
+        """
         if self.negative_label is None or self.threshold is None:
             return None
-        abnormal = 1.0 - float(probabilities[self.labels.index(self.negative_label)])
-        return abnormal >= self.threshold
+        return 1.0 - float(probabilities[self.labels.index(self.negative_label)]) - self.threshold

@@ -40,6 +40,7 @@ class ScreeningResult:
     probabilities: dict[str, float] | None = None
     flag: bool | None = None  # needs review, from the model's threshold; None: the model has none
     error: str | None = None
+    margin: float | None = None  # P(abnormal) - threshold: the flag is margin >= 0; None with no threshold
 
 
 @dataclass
@@ -145,7 +146,7 @@ def _decode_into(buffer: np.ndarray, slot: int, path: Path, preprocessing: str) 
 def _results(chunk: list[Path], errors: list[str | None], probabilities: np.ndarray | None,
              model: ScreeningModel) -> list[ScreeningResult]:
     labels = model.labels
-    needs_review = model.metadata.needs_review
+    meta = model.metadata
     results = []
     for i, (path, error) in enumerate(zip(chunk, errors)):
         if error is not None:
@@ -153,6 +154,7 @@ def _results(chunk: list[Path], errors: list[str | None], probabilities: np.ndar
             continue
         row = probabilities[i]
         results.append(ScreeningResult(
-            str(path), "ok", labels[int(row.argmax())], dict(zip(labels, row.tolist())), needs_review(row),
+            str(path), "ok", labels[int(row.argmax())], dict(zip(labels, row.tolist())), meta.needs_review(row),
+            margin=meta.review_margin(row),
         ))
     return results

@@ -26,8 +26,8 @@ class ResumeError(ValueError):
 
 
 def result_columns(labels: Sequence[str]) -> list[str]:
-    """CSV header: ``path,status,prediction,prob_<label>...,flag,error``."""
-    return ["path", "status", "prediction", *(f"prob_{label}" for label in labels), "flag", "error"]
+    """CSV header: ``path,status,prediction,prob_<label>...,flag,margin,error``."""
+    return ["path", "status", "prediction", *(f"prob_{label}" for label in labels), "flag", "margin", "error"]
 
 
 class _ResultWriter:
@@ -95,6 +95,7 @@ class CsvResultWriter(_ResultWriter):
             r.path, r.status, r.prediction or "",
             *(("" if probs is None else f"{probs[label]:.{_PROB_DECIMALS}f}") for label in self.labels),
             "" if r.flag is None else str(r.flag).lower(),
+            "" if r.margin is None else f"{r.margin:.{_PROB_DECIMALS}f}",
             _one_line(r.error),
         ])
 
@@ -131,7 +132,8 @@ class JsonlResultWriter(_ResultWriter):
             "path": r.path, "status": r.status, "prediction": r.prediction,
             "probabilities": None if r.probabilities is None
             else {label: round(r.probabilities[label], _PROB_DECIMALS) for label in self.labels},
-            "flag": r.flag, "error": r.error,
+            "flag": r.flag, "margin": None if r.margin is None else round(r.margin, _PROB_DECIMALS),
+            "error": r.error,
         }
         self._fh.write(json.dumps(row) + "\n")
 
