@@ -8,17 +8,23 @@
 #
 # Needs root (chroot, mounts), Debian packages mmdebstrap, qemu-user-static and binfmt-support (the
 # kernel's binfmt_misc must run arm64 binaries), and ../shared/data (or XSCREEN_DATA). The root
-# filesystem is built once and cached in XSCREEN_ROOTFS. QEMU_CPU picks the emulated core (default
-# cortex-a72, a Raspberry Pi 4; cortex-a76 is a Pi 5). REUSE_VENV=1 keeps the last run's venv and
-# reinstalls only xscreen (for iterating; a real check installs fresh). Timings under emulation mean nothing.
+# filesystem is built once and cached in XSCREEN_ROOTFS; SUITE=bullseye makes a Debian 11 one (Python 3.9,
+# as Raspberry Pi OS Bullseye). QEMU_CPU picks the emulated core (default
+# cortex-a72, a Raspberry Pi 4; cortex-a76 is a Pi 5). REUSE_VENV=1 keeps the last run's venv as it is
+# (for iterating on this script; a real check installs fresh). MODELS=a folder of the checkout screens its
+# model files instead of the shipped ones (default: xscreen/models as installed). N_FULLRES (default 120,
+# all) fullres films and N_CXR3 (default 240) of the cxr3 test split make the film set.
+# Timings under emulation mean nothing.
 set -euo pipefail
 
 OUT=$(realpath -m "${1:?usage: run.sh OUT}")
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 DATA=$(realpath -m "${XSCREEN_DATA:-$REPO/../shared/data}")
-ROOTFS=${XSCREEN_ROOTFS:-$HOME/.cache/xscreen/aarch64-bookworm}
+SUITE=${SUITE:-bookworm}
+ROOTFS=${XSCREEN_ROOTFS:-$HOME/.cache/xscreen/aarch64-$SUITE}
 HOST_PYTHON=${HOST_PYTHON:-python3}
 N_CXR3=${N_CXR3:-240}
+N_FULLRES=${N_FULLRES:-120}
 export QEMU_CPU=${QEMU_CPU:-cortex-a72}
 PARITY=benchmarks/aarch64/parity.py
 
@@ -39,7 +45,7 @@ if [ ! -x "$ROOTFS/usr/bin/python3" ]; then
     say "building the arm64 root filesystem in $ROOTFS (once; a few minutes)"
     rm -rf "$ROOTFS.tmp" && mkdir -p "$(dirname "$ROOTFS")"
     mmdebstrap --arch=arm64 --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-        bookworm "$ROOTFS.tmp" http://deb.debian.org/debian
+        "$SUITE" "$ROOTFS.tmp" http://deb.debian.org/debian
     mv "$ROOTFS.tmp" "$ROOTFS"
 fi
 
@@ -82,18 +88,17 @@ in_arm64() {
 }
 export DATA OUT CPUINFO
 
-say "films: all of fullres + $N_CXR3 stratified cxr3 test films"
-(cd "$REPO" && PYTHONPATH=$REPO "$HOST_PYTHON" $PARITY films --data "$DATA" \
+say "films: $N_FULLRES of fullres + $N_CXR3 of the cxr3 test split, stratified"
+(cd "$REPO" && PYTHONPATH=$REPO "$HOST_PYTHON" $PARITY films --data "$DATA" --fullres "$N_FULLRES" \
     --split-file tests/fixtures/bundled_model_test_split.csv --cxr3 "$N_CXR3" --out "$OUT/films.txt")
 
 say "host: screening with every model in xscreen/models"
 (cd "$REPO" && PYTHONPATH=$REPO "$HOST_PYTHON" $PARITY screen --data "$DATA" --films "$OUT/films.txt" \
-    --models xscreen/models --out "$OUT/host")
+    --models "${MODELS:-xscreen/models}" --out "$OUT/host")
 
 start=$(date +%s)
 if [ "${REUSE_VENV:-0}" = 1 ] && [ -x "$ROOTFS/opt/venv/bin/python" ]; then
-    say "arm64 ($QEMU_CPU, emulated): REUSE_VENV=1, reinstalling xscreen alone into the last venv"
-    in_arm64 /opt/venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall /opt/xscreen
+    say "arm64 ($QEMU_CPU, emulated): REUSE_VENV=1, the last run's venv as it is (no install)"
 else
     say "arm64 ($QEMU_CPU, emulated): pip install '.[onnx]' pytest into a fresh venv"
     in_arm64 sh -euc 'rm -rf /opt/venv && python3 -m venv /opt/venv
@@ -102,15 +107,16 @@ fi
 echo "$(( $(date +%s) - start ))" > "$OUT/arm64/install_seconds"
 say "arm64: installed in $(cat "$OUT/arm64/install_seconds") s"
 
-say "arm64: the runtime tests (the installed package; TensorFlow tests skip)"
-in_arm64 sh -c 'cd /opt/xscreen && XSCREEN_CXR3=/mnt/data/cxr3 /opt/venv/bin/pytest -q -m "not slow" \
-    -p no:cacheprovider --junitxml /mnt/out/arm64/junit.xml tests' > "$OUT/arm64/tests.log" 2>&1 || true
-tail -n 3 "$OUT/arm64/tests.log"
-
 say "arm64: screening with every model the installed package ships"
 in_arm64 sh -euc 'cd /tmp && models=$(/opt/venv/bin/python -c "import xscreen, os; print(os.path.dirname(xscreen.__file__))")/models
+    [ -n "$1" ] && models=/opt/xscreen/$1
     /opt/venv/bin/python /opt/xscreen/'$PARITY' screen --data /mnt/data --films /mnt/out/films.txt \
-        --models "$models" --reference /mnt/out/host --out /mnt/out/arm64'
+        --models "$models" --reference /mnt/out/host --out /mnt/out/arm64' sh "${MODELS:-}"
+
+say "arm64: the runtime tests (the installed package; TensorFlow and real-film tests skip: the films are above)"
+in_arm64 sh -c 'cd /opt/xscreen && /opt/venv/bin/pytest -q -m "not slow and not data" -p no:cacheprovider \
+    --junitxml /mnt/out/arm64/junit.xml tests' > "$OUT/arm64/tests.log" 2>&1 || true
+tail -n 3 "$OUT/arm64/tests.log"
 
 (cd "$REPO" && PYTHONPATH=$REPO "$HOST_PYTHON" $PARITY report --reference "$OUT/host" --target "$OUT/arm64" \
     --films "$OUT/films.txt" --tests "$OUT/arm64/junit.xml" --out "$OUT")

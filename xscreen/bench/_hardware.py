@@ -28,8 +28,9 @@ def hardware_fingerprint() -> dict:
     cpuinfo = _read_cpuinfo()
     machine = platform.machine()
     emulated = is_emulated(machine, cpuinfo)
+    model = cpu_model(cpuinfo)
     return {
-        "cpu_model": f"{machine} emulated by qemu on {cpu_model(cpuinfo)}" if emulated else cpu_model(cpuinfo),
+        "cpu_model": f"{machine} emulated by qemu on {model}" if emulated and "qemu" not in model.lower() else model,
         "emulated": emulated,
         "machine": machine,
         "cores_logical": os.cpu_count(),
