@@ -286,3 +286,40 @@ def test_split_from_train_and_test_folders(tmp_path):
     code, output = bench(str(tmp_path / "data" / "test"), "--model", str(FP32), "--split", "test",
                          "--out", str(tmp_path / "out2"))
     assert code == 2 and "--split-file" in output
+
+
+def test_the_terminal_table_fits_100_columns_without_cutting_a_cell(two_models_two_threads):
+    import io
+
+    from rich.console import Console
+
+    from xscreen._console import bench_table
+    from xscreen.bench import terminal_rows
+
+    report, _ = two_models_two_threads
+    # A user's own long file name is folded onto two lines, never cut.
+    results = [{**r, "model": r["model"].replace("brightness", "xscreen_cxr3_mobilenetv2_retrained")}
+               for r in report["results"]]
+    rows = terminal_rows(results)
+    console = Console(width=100, file=io.StringIO(), record=True)
+    console.print(bench_table(rows, "xscreen bench: 13 images of data (all columns: bench.md)"))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert "…" not in text and max(len(line) for line in lines) <= 100
+    for row in rows:
+        for column, cell in row.items():
+            if column != "model":
+                assert any(cell in line for line in lines), cell
+    # The model column is the first: a folded name reads whole down its consecutive lines.
+    firsts = [line.split()[0] if line[1:2].strip() else "" for line in lines]
+    for name in {row["model"] for row in rows}:
+        assert any("".join(firsts[i:i + k]) == name for i in range(len(firsts)) for k in (1, 2, 3)), name
+
+
+def test_bench_prints_the_extra_with_its_brackets_when_matplotlib_is_missing(labelled, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, output = bench(str(labelled), "--model", str(INT8), "--runs", "3", "--warmup", "0",
+                         "--out", str(tmp_path / "b"))
+    assert code == 0, output
+    assert "pip install 'xscreen[report]'" in output
+    assert f"{Path(INT8).stat().st_size / 1e6:.2g} MB" in output  # sizes in MB (10^6), as everywhere

@@ -168,3 +168,67 @@ def test_cxr3_preprocessing_adds_the_pools_jpeg_encoding(tmp_path):
     assert decode_radiograph(path, None, CXR3_PREPROCESSING_ID).shape == (96, 80)
     with pytest.raises(ValueError, match="unknown preprocessing"):
         decode_radiograph(path, (48, 40), "made-up")
+
+
+def test_dicom_without_the_128_byte_preamble_is_read_when_the_name_says_dicom(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    full = write_dicom(tmp_path / "full.dcm", DICOM_RAW, **DICOM_RESCALE)
+    reference = decode_radiograph(full)
+    (tmp_path / "no_preamble.dcm").write_bytes(full.read_bytes()[132:])  # meta header kept, preamble and DICM cut
+    ds = pydicom.dcmread(full)
+    del ds.file_meta
+    raw = DicomBytesIO()
+    raw.is_little_endian, raw.is_implicit_VR = True, True
+    write_dataset(raw, ds)
+    (tmp_path / "bare_dataset.dicom").write_bytes(raw.getvalue())  # no preamble, no meta header at all
+    for name in ("no_preamble.dcm", "bare_dataset.dicom"):
+        np.testing.assert_array_equal(decode_radiograph(tmp_path / name), reference)
+    (tmp_path / "notes.dcm").write_text("a text file named like DICOM\n" * 4)
+    with pytest.raises(DecodeError, match=r"^not a PNG, JPEG or DICOM file \(a \.dcm name, but no DICOM image"):
+        decode_radiograph(tmp_path / "notes.dcm")
+
+
+def _dicom_with_frames_field(path: Path, value: bytes) -> Path:
+    """A DICOM whose NumberOfFrames (IS, two bytes) holds ``value`` as written by a broken device."""
+    write_dicom(path, DICOM_RAW)
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames = "1"
+    from xscreen.runtime._demo import save_dicom_file
+
+    save_dicom_file(ds, path)
+    data = path.read_bytes()
+    tag = b"\x28\x00\x08\x00IS\x02\x00"
+    assert data.count(tag) == 1
+    path.write_bytes(data.replace(tag + b"1 ", tag + value))
+    return path
+
+
+def test_dicom_reasons_are_words_and_the_codec_hint_only_concerns_codecs(tmp_path):
+    pytest.importorskip("pydicom")
+    bad_number = _dicom_with_frames_field(tmp_path / "bad_number.dcm", b"1A")
+    with pytest.raises(DecodeError) as caught:
+        decode_radiograph(bad_number)
+    assert str(caught.value) == "damaged DICOM header: NumberOfFrames should be a number but holds '1A'"
+
+    whole = write_dicom(tmp_path / "whole.dcm", DICOM_RAW).read_bytes()
+    (tmp_path / "truncated.dcm").write_bytes(whole[: len(whole) - 1000])
+    with pytest.raises(DecodeError) as caught:
+        decode_radiograph(tmp_path / "truncated.dcm")
+    assert "truncated" in str(caught.value)
+    for reason in (str(caught.value), "damaged DICOM header"):
+        assert "pip install" not in reason and "invalid literal" not in reason
+
+
+def test_a_decompression_bomb_is_described_in_words(tmp_path):
+    from conftest import png_header_claiming
+
+    (tmp_path / "bomb.png").write_bytes(png_header_claiming(100_000, 100_000))
+    with pytest.raises(DecodeError) as caught:
+        decode_radiograph(tmp_path / "bomb.png")
+    assert str(caught.value).startswith("image too large to decode safely: its header claims a huge size")
+    assert "DOS attack" not in str(caught.value) and "could be" not in str(caught.value)

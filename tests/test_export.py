@@ -35,9 +35,12 @@ def write_synthetic_films(root, per_class=24, size=40):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     data = write_synthetic_films(tmp_path_factory.mktemp("data"))
+    second = write_synthetic_films(tmp_path_factory.mktemp("second"), per_class=8)
     out = tmp_path_factory.mktemp("run")
-    config = TrainConfig(data=data, out=out, weights=None, input_size=32, alpha=0.35, views=2,
-                         epochs=30, patience=30, batch_size=16, head_lr=3e-3)
+    # Two folders (two sources); a hold-out model trained without the second, scored on it.
+    config = TrainConfig(data=(data, second), out=out, weights=None, input_size=32, alpha=0.35, views=2,
+                         epochs=30, patience=30, batch_size=16, head_lr=3e-3, scope_features=8,
+                         hold_outs=("second=source:second*",))
     result = train(config, log=lambda _: None)
     return data, out, result
 
@@ -46,7 +49,9 @@ def test_training_writes_model_split_and_report(trained):
     data, out, result = trained
     assert (out / "model.keras").is_file()
     rows = (out / "split.csv").read_text().splitlines()
-    assert rows[0] == "file,label,group,split" and len(rows) == 1 + 72
+    assert rows[0] == "file,label,group,split,source,population" and len(rows) == 1 + 72 + 24
+    # groups are prefixed by their folder, so two folders cannot share a patient by chance
+    assert {row.split(",")[2].split("/")[0] for row in rows[1:]} == {data.name, data.name.replace("data", "second")}
     report = json.loads((out / "report.json").read_text())
     assert set(report["test"]["per_class"]) == set(LABELS)
     assert report["test"]["confusion_matrix"] and report["threshold"] is not None
@@ -54,6 +59,17 @@ def test_training_writes_model_split_and_report(trained):
     assert result.metadata.labels == LABELS and result.metadata.negative_label == "healthy"
     # brightness is trivially separable: a working recipe learns it
     assert report["validation"]["macro_f1"] > 0.9
+    # figures per source, and a hold-out model scored on every film of the source it never saw
+    assert set(report["test_cohorts"]["by_source"]) <= {data.name, data.name.replace("data", "second")}
+    held = report["hold_outs"]["second"]
+    train_rows = [row for row in rows[1:] if row.split(",")[3] == "train"]
+    assert held["held_out"]["n"] == 24
+    assert held["trained_on"] == sum(not row.split(",")[2].startswith("second") for row in train_rows)
+    assert held["held_out"]["macro_f1"] > 0.9
+    # the out-of-scope statistic: fitted, its threshold chosen, in the metadata the export embeds
+    scope = result.metadata.scope
+    assert scope["features"] == 8 and len(scope["class_means"]) == 3 and scope["threshold"] > 0
+    assert scope["calibration"]["in_scope_rate_by_source"][data.name] >= 0.9
 
 
 def test_export_all_formats_verified_and_self_describing(trained, tmp_path):
@@ -75,14 +91,27 @@ def test_export_all_formats_verified_and_self_describing(trained, tmp_path):
             assert row["top1_agreement"] >= 0.9
     assert load_model(tmp_path / "xscreen_int8.tflite").metadata.input_dtype == "uint8"
     assert "| tflite-int8 |" in (tmp_path / "export_report.md").read_text()
+    # every format carries the heatmap and scope outputs, and they agree with Keras'
+    for row in report["formats"]:
+        model = load_model(tmp_path / row["file"])
+        assert model.has_heatmaps and model.has_scope, row["format"]
+        assert model.metadata.outputs == {"probabilities": [3], "cam": [1, 1, 3], "scope": [8]}
+        if not FORMATS[row["format"]].quantized:
+            assert row["cam_max_abs_diff_relative"] < 1e-3 and row["scope_decision_agreement"] >= 0.99
+        assert row["scope_in_scope_rate"] >= 0.9
 
 
 def test_export_refuses_what_it_cannot_do(trained, tmp_path):
     data, run, _ = trained
     with pytest.raises(ValueError, match="unknown format"):
         resolve_formats("tflite-int4")
+    lone = tmp_path / "lone"  # a model without its training run's split.csv: no films to calibrate on
+    lone.mkdir()
+    for name in ("model.keras", "model.json"):
+        (lone / name).write_bytes((run / name).read_bytes())
     with pytest.raises(ExportError, match="calibration"):
-        export_model(ExportConfig(model=run / "model.keras", out=tmp_path, formats="tflite-int8"))
+        export_model(ExportConfig(model=lone / "model.keras", out=tmp_path, formats="tflite-int8",
+                                  verify=data))
     with pytest.raises(ExportError, match="does not exist"):
         export_model(ExportConfig(model=run / "missing.keras", out=tmp_path, formats="tflite-fp32"))
     with pytest.raises(ExportError, match="calibration folder"):

@@ -107,11 +107,24 @@ def test_third_party_model_without_labels_asks_for_them():
         load_model(THIRD_PARTY_TFLITE)
 
 
-def test_labels_override_renames_and_keeps_the_flag_when_possible():
-    renamed = load_model(FP32_TFLITE, labels=["healthy", "pneumonia", "covid19"])
-    assert renamed.labels[2] == "covid19" and renamed.metadata.threshold == 0.5
-    relabelled = load_model(FP32_TFLITE, labels=["a", "b", "c"])
-    assert relabelled.metadata.negative_label is None and relabelled.metadata.threshold is None
+def test_labels_can_only_repeat_a_labelled_models_own_labels():
+    assert load_model(FP32_TFLITE, labels=list(LABELS)).labels == LABELS
+    # Another order would report healthy films as covid; another name would lose the flag.
+    for labels in (["covid", "healthy", "pneumonia"], ["healthy", "pneumonia", "covid19"], ["a", "b", "c"]):
+        with pytest.raises(ModelContractError, match=r"names its outputs itself \(healthy,pneumonia,covid\).*--rename"):
+            load_model(FP32_TFLITE, labels=labels)
+
+
+def test_rename_renames_outputs_and_the_flag_follows_the_negative_label():
+    model = load_model(FP32_TFLITE, rename={"healthy": "normal", "covid": "covid19"})
+    assert model.labels == ("normal", "pneumonia", "covid19")
+    assert model.metadata.negative_label == "normal" and model.metadata.threshold == 0.5
+    assert model.metadata.needs_review([0.9, 0.05, 0.05]) is False
+    assert model.metadata.needs_review([0.1, 0.1, 0.8]) is True
+    with pytest.raises(ModelContractError, match="does not have"):
+        load_model(FP32_TFLITE, rename={"normal": "healthy"})
+    with pytest.raises(ModelContractError, match="same name"):
+        load_model(FP32_TFLITE, rename={"healthy": "covid"})
 
 
 def test_label_count_must_match_outputs():

@@ -16,42 +16,34 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
 from . import __version__
+from ._console import DISCLAIMER, ProgressReporter, bench_table, print_run_summary
 from .export._export import ExportConfig
 from .export._formats import FORMATS as EXPORT_FORMATS
 from .export._train import TrainConfig
 from .runtime import (
     BACKEND_NAMES,
+    BUNDLED_MODEL_NAMES,
     DEFAULT_BATCH_SIZE,
     OUTPUT_SUFFIXES,
     MissingRuntimeError,
     ModelContractError,
     NoInputsError,
+    OutputExistsError,
+    OutputInUseError,
     ResumeError,
-    RunSummary,
     ScreeningModel,
     available_backends,
     default_model_path,
+    format_megabytes,
     load_model,
+    resolve_model_path,
     run_screening,
 )
 from .runtime._decode import PREPROCESSINGS
-
-DISCLAIMER = ("xscreen is not a medical device: its output is a research aid for triage studies, "
-              "not a diagnosis. A clinician must read every film.")
-PLAIN_PROGRESS_EVERY_S = 5.0  # progress lines in logs (stderr not a terminal)
+from .runtime._discover import ListFileError, check_target
 
 
 class CommandError(click.ClickException):
@@ -79,13 +71,39 @@ def _parse_labels(ctx, param, value: str | None) -> tuple[str, ...] | None:
     return labels
 
 
-model_option = click.option(
-    "--model", "-m", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A .tflite or .onnx model file [default: the bundled model].",
-)
+def _parse_rename(ctx, param, value: str | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    pairs = [part.split("=", 1) for part in value.split(",")]
+    if not all(len(pair) == 2 and pair[0].strip() and pair[1].strip() for pair in pairs):
+        raise click.BadParameter(f"expected old=new[,old=new], got {value!r}")
+    return {old.strip(): new.strip() for old, new in pairs}
+
+
+class ModelPathType(click.ParamType):
+    """A model file, or a bundled model's name (``bundled``, ``bundled-onnx``)."""
+
+    name = "model"
+
+    def convert(self, value, param, ctx) -> Path:
+        if isinstance(value, Path):
+            return value
+        try:
+            return resolve_model_path(value)
+        except FileNotFoundError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+MODEL_HELP = f"A .tflite or .onnx model file, or a bundled one: {', '.join(BUNDLED_MODEL_NAMES)}"
+model_option = click.option("--model", "-m", "model_path", type=ModelPathType(),
+                            help=f"{MODEL_HELP} [default: bundled].")
 labels_option = click.option(
     "--labels", callback=_parse_labels, metavar="A,B,C",
-    help="Class names in output order, for a model without xscreen metadata (or to rename them).",
+    help="Class names in output order, for a model without xscreen metadata.",
+)
+rename_option = click.option(
+    "--rename", callback=_parse_rename, metavar="OLD=NEW[,OLD=NEW]",
+    help="Rename labels in the output; the screening flag follows the renamed negative label.",
 )
 backend_option = click.option(
     "--backend", type=click.Choice(BACKEND_NAMES),
@@ -93,19 +111,21 @@ backend_option = click.option(
 )
 
 
-def open_model(path: Path | None, *, labels: Sequence[str] | None = None, threads: int | None = None,
-               backend: str | None = None) -> ScreeningModel:
+def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename: dict[str, str] | None = None,
+               threads: int | None = None, backend: str | None = None) -> ScreeningModel:
     """Load a model (the bundled one when ``path`` is None), turning every load failure into exit 2."""
     try:
-        return load_model(path or default_model_path(), labels=labels, threads=threads, backend=backend)
+        return load_model(path or default_model_path(), labels=labels, rename=rename, threads=threads,
+                          backend=backend)
     except (ModelContractError, MissingRuntimeError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None
 
 
 @main.command()
-@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path, allow_dash=True))
 @model_option
 @labels_option
+@rename_option
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("results.csv"),
               show_default=True, help=f"Result file: {' or '.join(OUTPUT_SUFFIXES)} by its suffix.")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
@@ -120,12 +140,14 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, thread
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any file could not be screened.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @backend_option
-def run(target: Path, model_path: Path | None, labels, out: Path, threads, workers, batch_size,
+def run(target: Path, model_path: Path | None, labels, rename, out: Path, threads, workers, batch_size,
         resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, quiet: bool, backend) -> None:
-    """Screen every image in TARGET: a folder (searched recursively), one file, or a .txt list of paths.
+    """Screen every image in TARGET: a folder (searched recursively), one file, or a list of paths
+    (.txt, one per line; .csv with a path column; - for standard input).
 
     Reads PNG (8/16-bit), JPEG and DICOM (also without extension) files and writes one row per
-    file to --out: path, status, prediction, prob_<label> per class, flag (needs review), error.
+    file to --out: path, status, prediction, prob_<label> per class, flag (needs review),
+    review_reason, error; and OUT.meta.json, the model that wrote it.
     """
     if resume and overwrite:
         raise CommandError("--resume and --overwrite contradict each other: pick one")
@@ -134,17 +156,19 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
     blocking = next((p for p in out.parents if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise CommandError(f"--out {out}: {blocking} is a file, not a folder")
-    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
-        raise CommandError(f"{out} already exists: pass --resume to finish that run or --overwrite to replace it")
-    model = open_model(model_path, labels=labels, threads=threads, backend=backend)
+    try:
+        check_target(target)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from None
+    model = open_model(model_path, labels=labels, rename=rename, threads=threads, backend=backend)
     err = Console(stderr=True)
-    reporter = None if quiet else _ProgressReporter(err)
+    reporter = None if quiet else ProgressReporter(err)
     try:
         summary = run_screening(
-            target, model, out, resume=resume, workers=workers, batch_size=batch_size,
+            target, model, out, resume=resume, overwrite=overwrite, workers=workers, batch_size=batch_size,
             follow_symlinks=follow_symlinks, progress=reporter,
         )
-    except (NoInputsError, ResumeError) as exc:
+    except (NoInputsError, ResumeError, OutputExistsError, OutputInUseError, ListFileError) as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:  # the target or the output cannot be read or written
         raise CommandError(f"{exc.filename or out}: {exc.strerror or exc}") from None
@@ -156,95 +180,20 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
         if reporter is not None:
             reporter.close()
     if not quiet:
-        _print_summary(Console(), summary, model)
+        print_run_summary(Console(), summary, model)
     if strict and summary.errors:
         sys.exit(1)
 
 
-class _RateColumn(ProgressColumn):
-    def render(self, task) -> Text:
-        return Text(f"{task.speed:,.1f} images/s" if task.speed else "", style="progress.data.speed")
-
-
-class _ProgressReporter:
-    """The ``progress(done, total)`` callback: a rich bar on a terminal, a line every few seconds in logs."""
-
-    def __init__(self, console: Console) -> None:
-        self._console = console
-        self._bar = None
-        self._task = None
-        self._started = self._last_line = time.perf_counter()
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._console.is_terminal:
-            if self._bar is None:
-                self._bar = Progress(
-                    TextColumn("screening"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=self._console, transient=True,
-                )
-                self._bar.start()
-                self._task = self._bar.add_task("screening", total=total)
-            self._bar.update(self._task, completed=done)
-            return
-        now = time.perf_counter()
-        if done in (0, total) or now - self._last_line >= PLAIN_PROGRESS_EVERY_S:
-            self._last_line = now
-            rate = done / (now - self._started) if done else 0.0
-            eta = f", ETA {(total - done) / rate:,.0f} s" if rate and done < total else ""
-            percent = 100 * done / total if total else 100
-            self._console.print(f"screened {done:,}/{total:,} ({percent:.0f}%), {rate:,.1f} images/s{eta}",
-                                highlight=False)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
-def _print_summary(console: Console, summary: RunSummary, model: ScreeningModel) -> None:
-    table = Table(title=f"xscreen run: {summary.screened:,} images screened", title_justify="left")
-    table.add_column("")
-    table.add_column("images", justify="right")
-    table.add_column("share", justify="right")
-
-    def share(n: int) -> str:
-        return f"{100 * n / summary.ok:.1f}%" if summary.ok else "-"
-
-    for label, n in summary.per_class.items():
-        table.add_row(f"predicted {escape(label)}", f"{n:,}", share(n))
-    if model.metadata.threshold is not None:
-        table.add_row("[bold]flagged for review[/]", f"{summary.flagged:,}", share(summary.flagged),
-                      end_section=True)
-    table.add_row("[red]errors[/]" if summary.errors else "errors", f"{summary.errors:,}", "")
-    if summary.skipped_resumed:
-        table.add_row("already in the output (resumed)", f"{summary.skipped_resumed:,}", "")
-    for reason, n in summary.ignored.items():
-        table.add_row(f"[dim]ignored: {escape(reason)}[/]", f"{n:,}", "")
-    console.print(table)
-    for path, reason in summary.first_errors:
-        console.print(f"  [red]error[/] {escape(path)}: {escape(reason)}", highlight=False)
-    if summary.errors > len(summary.first_errors):
-        console.print(f"  … and {summary.errors - len(summary.first_errors):,} more errors, "
-                      f"every one in {escape(summary.out)}")
-    console.print(
-        f"{summary.screened:,} images in {summary.elapsed_s:.1f} s: [bold]{summary.images_per_s:,.1f} images/s[/] "
-        f"(decoding {summary.decode_s:.1f} s summed over threads, inference {summary.inference_s:.1f} s, "
-        f"writing {summary.write_s:.1f} s) with {escape(model.path.name)} on {escape(model.backend)}",
-        highlight=False,
-    )
-    console.print(f"results: {escape(summary.out)}", highlight=False)
-    console.print(f"[dim]{DISCLAIMER}[/]")
-
-
 @main.command()
-@click.argument("model_path", metavar="[MODEL]", required=False,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("model_path", metavar="[MODEL]", required=False, type=ModelPathType())
 @labels_option
+@rename_option
 @backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
-def info(model_path: Path | None, labels, backend, as_json: bool) -> None:
-    """Describe MODEL (default: the bundled model): labels, input, quantization, threshold, runtime."""
-    description = open_model(model_path, labels=labels, backend=backend).info()
+def info(model_path: Path | None, labels, rename, backend, as_json: bool) -> None:
+    """Describe MODEL (a file, or bundled / bundled-onnx; default: bundled): labels, input, threshold, runtime."""
+    description = open_model(model_path, labels=labels, rename=rename, backend=backend).info()
     description["installed_runtimes"] = available_backends()
     if as_json:
         click.echo(json.dumps(description, indent=2))
@@ -255,7 +204,7 @@ def info(model_path: Path | None, labels, backend, as_json: bool) -> None:
     table.add_column(style="bold")
     table.add_column()
     rows = {
-        "file": f"{description['file_size_bytes'] / 1024:,.1f} KB, {description['format']}",
+        "file": f"{format_megabytes(description['file_size_bytes'])}, {description['format']}",
         "runtime": description["backend"],
         "labels": ", ".join(description["labels"]),
         "input": _tensor_line(description["input"]),
@@ -304,9 +253,8 @@ def _parse_thread_counts(ctx, param, value: str) -> tuple[int, ...]:
 
 @main.command()
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--model", "-m", "models", multiple=True, required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A .tflite or .onnx model to measure; repeat the option for several.")
+@click.option("--model", "-m", "models", multiple=True, required=True, type=ModelPathType(),
+              help=f"{MODEL_HELP}, to measure; repeat the option for several.")
 @click.option("--threads", default="1", show_default=True, callback=_parse_thread_counts, metavar="N,M",
               help="Inference thread counts to measure each model at.")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("bench"),
@@ -336,27 +284,21 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
     through the `xscreen run` pipeline, file size, load time, peak memory. Writes OUT/bench.json,
     OUT/bench.md and OUT/pareto.png. Exit 2 when DATA has a class a model does not know.
     """
-    from rich import box
-
-    from .bench import BenchConfig, BenchError, run_bench, summary_rows, write_report
+    from .bench import BenchConfig, BenchError, run_bench, terminal_rows, write_report
     from .runtime._labelled import LabelledFolderError
 
     err = Console(stderr=True)
     config = BenchConfig(data=data, models=models, threads=threads, runs=runs, warmup=warmup, limit=limit,
                          split=split, split_file=split_file, seed=seed, workers=workers, batch_size=batch_size)
     try:
-        report = run_bench(config, progress=lambda message: err.print(message, highlight=False, soft_wrap=True))
+        report = run_bench(config, progress=lambda message: err.print(escape(message), highlight=False,
+                                                                      soft_wrap=True))
     except (BenchError, LabelledFolderError, ModelContractError, MissingRuntimeError) as exc:
         raise CommandError(str(exc)) from None
     written = write_report(report, out)
 
-    rows = summary_rows(report.results)
-    table = Table(title=f"xscreen bench: {report.data['n_images']:,} images of {escape(str(data))}",
-                  title_justify="left", box=box.SIMPLE_HEAD)
-    for column in rows[0]:
-        table.add_column(escape(column), justify="left" if column in ("model", "format") else "right")
-    for row in rows:
-        table.add_row(*(escape(cell) for cell in row.values()))
+    table = bench_table(terminal_rows(report.results), f"xscreen bench: {report.data['n_images']:,} images of "
+                        f"{data} (all columns: bench.md)")
     # A log has no width: keep the table whole instead of folding it into 80 columns.
     console = Console() if Console().is_terminal else Console(width=200)
     console.print(table)
@@ -365,7 +307,8 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
                   f"{escape(', '.join(hardware['simd']) or 'no SIMD flags found')}", highlight=False)
     console.print(f"wrote {escape(', '.join(str(p) for p in written.values() if p))}", highlight=False)
     if written["plot"] is None:
-        console.print("no pareto.png: matplotlib is not installed (pip install 'xscreen[report]')")
+        console.print(escape("no pareto.png: matplotlib is not installed (pip install 'xscreen[report]')"),
+                      highlight=False)
     console.print(f"[dim]{DISCLAIMER}[/]")
     below = report.below_floor(floor) if floor is not None else []
     for row in below:
@@ -383,7 +326,7 @@ def _require_training_stack() -> None:
 
 
 @main.command("train")
-@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/xscreen"), show_default=True,
               help="Run folder: model.keras, model.json, split.csv, report.json/.md.")
 @click.option("--weights", default="imagenet", show_default=True,
@@ -404,11 +347,16 @@ def _require_training_stack() -> None:
 @click.option("--horizontal-flip/--no-horizontal-flip", default=False, show_default=True)
 @click.option("--preprocessing", type=click.Choice(list(PREPROCESSINGS)), default=TrainConfig.preprocessing,
               show_default=True, help="Pixel pipeline, recorded in the model: the jpeg75 one matches cxr3's encoding.")
+@click.option("--source-balance", default=TrainConfig.source_balance, show_default=True, type=click.FloatRange(0, 1),
+              help="Within a class, weigh sources by n**(1-B): 0 by count, 1 every source equal.")
+@click.option("--hold-out", "hold_outs", multiple=True, metavar="NAME=FIELD:PATTERN",
+              help="Also train a model without these films and score it on them (repeatable), "
+                   "e.g. nih=source:nih-chestxray14 or normal2=file:*NORMAL2-*.")
 @click.option("--limit", type=click.IntRange(1), help="Use at most N images per class (quick runs).")
 @click.option("--seed", default=TrainConfig.seed, show_default=True)
 def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, head_epochs, epochs, patience,
-                  batch_size, min_sensitivity, horizontal_flip, preprocessing, limit, seed):
-    """Train a MobileNetV2 screening model on DATA (one sub-folder per class)."""
+                  batch_size, min_sensitivity, horizontal_flip, preprocessing, source_balance, hold_outs, limit, seed):
+    """Train a MobileNetV2 screening model on DATA... (labelled folders: one sub-folder per class)."""
     _require_training_stack()
     from .export import TrainConfig, train
 
@@ -416,7 +364,8 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
         data=data, out=out, weights=None if weights.lower() == "none" else weights, input_size=input_size,
         alpha=alpha, fine_tune_from=fine_tune_from, views=views, head_epochs=head_epochs, epochs=epochs,
         patience=patience, batch_size=batch_size, min_sensitivity=min_sensitivity,
-        horizontal_flip=horizontal_flip, preprocessing=preprocessing, limit=limit, seed=seed,
+        horizontal_flip=horizontal_flip, preprocessing=preprocessing, source_balance=source_balance,
+        hold_outs=hold_outs, limit=limit, seed=seed,
     )
     try:
         result = train(config, log=_log_line)
@@ -427,6 +376,8 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
     console.print(f"model {escape(str(result.model_path))}; report {escape(str(out / 'report.md'))}; "
                   f"{result.timings['total_s'] / 60:.1f} min in all, "
                   f"{result.timings['fine_tune_epoch_s']:.0f} s per fine-tune epoch", highlight=False)
+    if hold_outs:
+        console.print(f"hold-out figures (films the model never saw): {escape(str(out / 'report.md'))}")
     console.print(f"[dim]{DISCLAIMER}[/]")
 
 
@@ -435,7 +386,8 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
 @click.option("--formats", default="all", show_default=True,
               help="all, or a comma-separated list of: " + ", ".join(list(EXPORT_FORMATS)))
 @click.option("--calibration", type=click.Path(path_type=Path),
-              help="Labelled folder of real images for int8 calibration (training images only are used).")
+              help="Labelled folder for int8 calibration (its training-split images only); "
+                   "default: the run's training films.")
 @click.option("--calibration-size", default=ExportConfig.calibration_size, show_default=True, type=click.IntRange(10),
               help="Training images used to calibrate int8 formats (stratified sample).")
 @click.option("--verify", type=click.Path(path_type=Path),
@@ -459,15 +411,17 @@ def export_command(model, formats, calibration, calibration_size, verify, verify
         report = export_model(config, log=_log_line)
     except ValueError as exc:  # ExportError, unknown format, bad labels
         raise CommandError(str(exc)) from None
-    table = Table(title=f"export of {model} (verified on {report['verification']['images']} held-out images)")
-    for column in ("format", "file", "MB", "agreement", "max |Δp|", "macro-F1", "Δ pts", "status"):
+    table = Table(title=escape(f"export of {model} (verified on {report['verification']['images']} held-out images)"))
+    for column in ("format", "file", "size", "agreement", "max |Δp|", "macro-F1", "Δ pts", "status"):
         table.add_column(column)
     for row in report["formats"]:
         if row["status"] == "error":
-            table.add_row(row["format"], row["file"], "", "", "", "", "", f"[red]error[/] {escape(row['note'])}")
+            table.add_row(row["format"], escape(row["file"]), "", "", "", "", "",
+                          f"[red]error[/] {escape(row['note'])}")
             continue
         colour = {"pass": "green", "warn": "yellow", "fail": "red"}[row["status"]]
-        table.add_row(row["format"], row["file"], f"{row['size_bytes'] / 1e6:.2f}", f"{row['top1_agreement']:.4f}",
+        table.add_row(row["format"], escape(row["file"]), format_megabytes(row["size_bytes"]),
+                      f"{row['top1_agreement']:.4f}",
                       f"{row['max_abs_dp']:.4f}", f"{row['metrics']['macro_f1']:.4f}",
                       f"{row['macro_f1_delta'] * 100:+.2f}", f"[{colour}]{row['status']}[/] {escape(row['note'])}")
     console = Console() if Console().is_terminal else Console(width=200)
@@ -500,20 +454,27 @@ def _metrics_table(report: dict, title: str) -> Table:
 @main.command()
 @click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
 @model_option
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Result file; never an existing one [default: a new xscreen-results[-N].csv in FOLDER, "
+                   "or in the working folder when FOLDER is read-only].")
 @click.pass_context
-def demo(ctx: click.Context, folder: Path | None, model_path: Path | None) -> None:
+def demo(ctx: click.Context, folder: Path | None, model_path: Path | None, out: Path | None) -> None:
     """Screen FOLDER with the bundled model; with no FOLDER, write synthetic test films first and say so.
 
     The synthetic films (./xscreen-demo, every name marked SYNTHETIC) are drawn by a program, not
     X-rays of anyone: they show the pipeline at work, and the predictions on them mean nothing.
     """
-    from .runtime._demo import DEMO_NOTE, write_demo_films
+    from .runtime._demo import DEMO_NOTE, fresh_result_path, write_demo_folder
 
+    err = Console(stderr=True)
     if folder is None:
-        folder = Path("xscreen-demo")
-        films = write_demo_films(folder)
-        Console(stderr=True).print(f"[yellow]wrote {len(films)} {escape(DEMO_NOTE.strip())}[/]\n"
-                                   f"folder: {escape(str(folder))}", highlight=False)
+        try:
+            folder, films = write_demo_folder()
+        except OSError as exc:
+            raise CommandError(f"cannot write the demo films ({exc.strerror or exc}): "
+                               "run xscreen demo from a writable folder") from None
+        err.print(f"[yellow]wrote {len(films)} {escape(DEMO_NOTE.strip())}[/]\nfolder: {escape(str(folder))}",
+                  highlight=False)
     elif not folder.is_dir():
         raise CommandError(f"{folder} is not a folder")
-    ctx.invoke(run, target=folder, model_path=model_path, out=folder / "results.csv", overwrite=True)
+    ctx.invoke(run, target=folder, model_path=model_path, out=out or fresh_result_path(folder))

@@ -51,7 +51,7 @@ from ._bench import (
 )
 from ._hardware import hardware_fingerprint
 from ._measure import METHODS, bootstrap_macro_f1, latency_summary, measure_latency, peak_rss_mb
-from ._report import has_matplotlib, pareto_front, render_markdown, summary_rows, write_report
+from ._report import has_matplotlib, pareto_front, render_markdown, summary_rows, terminal_rows, write_report
 
 __all__ = [
     "DISCLAIMER",
@@ -73,5 +73,6 @@ __all__ = [
     "run_bench",
     "select_images",
     "summary_rows",
+    "terminal_rows",
     "write_report",
 ]

@@ -1,7 +1,8 @@
 """Inference runtimes: one table of backends, and a thin engine per model format.
 
-An engine hides the runtime's API behind four things: the input and output tensor specs, the
-``xscreen`` metadata the file carries, and ``run(batch) -> raw output``. Everything the contract
+An engine hides the runtime's API behind four things: the input spec, the specs of every output
+(``outputs``, in the runtime's order, which differs between formats), the ``xscreen`` metadata the
+file carries, and ``run(batch) -> [raw output, ...]`` in the order of ``outputs``. Everything the contract
 says about pixels, quantization and labels lives in ``_model.py``, once for all formats.
 Runtimes are imported only when a model is opened, so ``import xscreen.runtime`` stays light.
 """
@@ -12,6 +13,10 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,11 +139,35 @@ def open_engine(path: Path, fmt: str, threads: int, backend: str | None):
     raise MissingRuntimeError(_MISSING_RUNTIME[fmt])
 
 
-def _single(kind: str, tensors: list, path: Path):
+@contextmanager
+def native_stderr_captured() -> Iterator[list[str]]:
+    """Send file descriptor 2 to a temporary file while native code runs; yields a list that holds its text after.
+
+    TFLite's C++ prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` straight to fd 2,
+    beyond Python's reach; the caller decides whether the captured text matters (it does when loading failed).
+    """
+    captured: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded interpreter): nothing to silence
+        yield captured
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode("utf-8", errors="replace"))
+
+
+def _single_input(tensors: list, path: Path):
     if len(tensors) != 1:
         raise ModelContractError(
-            f"{path}: the model has {len(tensors)} {kind}s; an xscreen model has exactly one "
-            f"({'grey image batch' if kind == 'input' else 'class probabilities'})"
+            f"{path}: the model has {len(tensors)} inputs; an xscreen model has exactly one (a grey image batch)"
         )
     return tensors[0]
 
@@ -152,17 +181,27 @@ class TFLiteEngine:
         except TFLiteFormatError as exc:
             raise ModelContractError(f"{path} is not a usable TFLite model: {exc}") from exc
         self.metadata = entries.get(METADATA_KEY)
-        try:
-            self._interpreter = module.Interpreter(model_content=model, num_threads=threads)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelContractError(f"{path}: the TFLite runtime cannot load it: {exc}") from exc
+        with native_stderr_captured() as native_output:
+            try:
+                self._interpreter = module.Interpreter(model_content=model, num_threads=threads)
+                self._interpreter.allocate_tensors()
+                failure = None
+            except (ValueError, RuntimeError) as exc:
+                failure = exc
+        if failure is not None:
+            # The runtime's own stderr lines often say more than the exception (e.g. which op version).
+            detail = " ".join(line.strip() for line in "".join(native_output).splitlines()
+                              if line.strip() and "XNNPACK delegate" not in line)
+            raise ModelContractError(f"{path}: the TFLite runtime cannot load it: {failure}"
+                                     + (f" ({detail})" if detail else "")) from failure
         self._model = model  # the interpreter reads from this buffer; keep it alive
-        inp = _single("input", self._interpreter.get_input_details(), path)
-        out = _single("output", self._interpreter.get_output_details(), path)
-        self._input_index, self._output_index = inp["index"], out["index"]
+        inp = _single_input(self._interpreter.get_input_details(), path)
+        outputs = self._interpreter.get_output_details()
+        self._input_index = inp["index"]
+        self._output_indices = [out["index"] for out in outputs]
         self._input_shape = tuple(int(d) for d in inp["shape"])
-        self.input, self.output = self._spec(inp), self._spec(out)
+        self.input = self._spec(inp)
+        self.outputs = [self._spec(out) for out in outputs]
 
     @staticmethod
     def _spec(detail: dict) -> TensorSpec:
@@ -176,8 +215,8 @@ class TFLiteEngine:
             zero_point=int(zero_point),
         )
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Raw output for an input batch already in the model's dtype and layout."""
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Raw outputs, in the order of ``outputs``, for a batch already in the model's dtype and layout."""
         interpreter = self._interpreter
         if batch.shape != self._input_shape:
             interpreter.resize_tensor_input(self._input_index, batch.shape)
@@ -185,7 +224,7 @@ class TFLiteEngine:
             self._input_shape = batch.shape
         interpreter.set_tensor(self._input_index, batch)
         interpreter.invoke()
-        return interpreter.get_tensor(self._output_index)
+        return [interpreter.get_tensor(index) for index in self._output_indices]
 
 
 class OnnxEngine:
@@ -208,9 +247,9 @@ class OnnxEngine:
             raise ModelContractError(f"{path}: onnxruntime cannot load it: {exc}") from exc
         metadata = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         self.metadata = None if metadata is None else metadata.encode("utf-8")
-        inp = _single("input", self._session.get_inputs(), path)
-        out = _single("output", self._session.get_outputs(), path)
-        self.input, self.output = self._spec(inp, path), self._spec(out, path)
+        inp = _single_input(self._session.get_inputs(), path)
+        self.input = self._spec(inp, path)
+        self.outputs = [self._spec(out, path) for out in self._session.get_outputs()]
         self._input_name = inp.name
 
     @classmethod
@@ -220,9 +259,9 @@ class OnnxEngine:
         shape = tuple(d if isinstance(d, int) and d > 0 else None for d in arg.shape)
         return TensorSpec(name=arg.name, shape=shape, dtype=np.dtype(cls._DTYPES[arg.type]))
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Raw output for an input batch already in the model's dtype and layout."""
-        return self._session.run(None, {self._input_name: batch})[0]
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Raw outputs, in the order of ``outputs``, for a batch already in the model's dtype and layout."""
+        return self._session.run(None, {self._input_name: batch})
 
 
 # Preference order within a format: the first one installed is used unless the caller names one.

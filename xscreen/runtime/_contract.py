@@ -6,7 +6,15 @@ Every model xscreen exports (``xscreen.export``) follows it, and the runtime rea
   :func:`xscreen.runtime.decode_radiograph` (preprocessing :data:`PREPROCESSING_ID`), float32, or
   uint8 for full-integer models. The MobileNetV2 scaling to [-1, 1] and the grey-to-RGB tiling are
   inside the graph, so the runtime never normalises.
-* **Output**: one tensor ``(N, len(labels))`` of probabilities (softmax) in label order.
+* **Outputs**, told apart by their per-image shape as ``metadata.outputs`` declares them (never by
+  name or order, which differ between formats):
+
+  - ``probabilities`` ``(N, C)``: softmax over the labels, in label order. Always present.
+  - ``cam`` ``(N, h, w, C)``: the class-activation map, the last feature map times the final dense
+    kernel (no bias, no softmax): heatmaps from numpy alone, exact for a GAP + dense head.
+  - ``scope`` ``(N, k)``: whitened PCA coordinates of the pooled features, ``z = (f - mean) @ W``.
+    The score ``min_c mean_j (z_j - class_means[c][j])^2`` (about 1 for training-like films) above
+    ``metadata.scope["threshold"]`` puts a film out of scope.
 * **Metadata**: a JSON object (:class:`ModelMetadata`) stored *inside* the model file: in a
   ``.tflite`` as the flatbuffer metadata entry named :data:`METADATA_KEY`, in an ``.onnx`` as the
   ``metadata_props`` entry of that name. A model without it still runs when the caller supplies
@@ -47,6 +55,11 @@ class ModelMetadata:
     xscreen_version: str | None = None
     data_summary: str | None = None
     extra: dict = field(default_factory=dict)
+    # Per-image shapes of the outputs present: {"probabilities": [C], "cam": [h, w, C], "scope": [k]};
+    # None: one output, the probabilities (files written before xscreen 0.2).
+    outputs: dict | None = None
+    # Out-of-scope statistics for the "scope" output (see the module docstring); None: no image scope check.
+    scope: dict | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -98,9 +111,20 @@ class ModelMetadata:
     def review_margin(self, probabilities) -> float | None:
         """P(not negative) minus the threshold: how far a film is from flipping its flag (None: no threshold).
 
-        A film within a few hundredths of zero can flip between machines or runtimes (README, "Same answers
-        on every machine"); the flag is ``margin >= 0``.
+        A film within a few output steps of zero can flip between runtimes (README, "The same answers on
+        every machine"); the flag is ``margin >= 0``.
         """
         if self.negative_label is None or self.threshold is None:
             return None
-        return 1.0 - float(probabilities[self.labels.index(self.negative_label)]) - self.threshold
+        return self._abnormal(probabilities) - self.threshold
+
+    def review_reason(self, probabilities) -> str | None:
+        """Why the flag is what it is, in one line, e.g. ``P(not healthy) 0.970 >= threshold 0.941``."""
+        if self.negative_label is None or self.threshold is None:
+            return None
+        abnormal = self._abnormal(probabilities)
+        sign = ">=" if abnormal >= self.threshold else "<"
+        return f"P(not {self.negative_label}) {abnormal:.3f} {sign} threshold {self.threshold:.3f}"
+
+    def _abnormal(self, probabilities) -> float:
+        return 1.0 - float(probabilities[self.labels.index(self.negative_label)])

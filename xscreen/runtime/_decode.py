@@ -9,8 +9,10 @@ model carries in its metadata; the runtime refuses a model that asks for another
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import re
 import stat
 import threading
 import warnings
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from ._scope import dicom_header_reason
 
 # Bump the suffix whenever anything below changes the pixels a model sees.
 PREPROCESSING_ID = "xscreen-grey-squash-bilinear-v1"
@@ -47,6 +51,10 @@ class DecodeError(Exception):
     """A file that cannot be turned into a radiograph; the message is the reason shown to the user."""
 
 
+class OutOfScopeError(DecodeError):
+    """A readable file that is not a frontal chest radiograph (its DICOM header says so)."""
+
+
 def sniff_format(path: str | os.PathLike) -> str | None:
     """Return ``"png"``, ``"jpeg"`` or ``"dicom"`` from a file's first bytes, or None."""
     with open(path, "rb") as fh:
@@ -61,18 +69,21 @@ def sniff_format(path: str | os.PathLike) -> str | None:
 
 
 def decode_radiograph(
-    path: str | os.PathLike, size: tuple[int, int] | None = None, preprocessing: str = PREPROCESSING_ID
+    path: str | os.PathLike, size: tuple[int, int] | None = None, preprocessing: str = PREPROCESSING_ID,
+    *, scope_check: bool = False,
 ) -> np.ndarray:
     """Decode a PNG (8/16-bit), JPEG or DICOM file into a grey ``uint8`` array.
 
     ``size`` is ``(height, width)``; when given, the image is squashed to it (no crop, the aspect
     ratio is not kept, as in the training data) with :data:`RESAMPLE`, then finished as the
     ``preprocessing`` id (a key of :data:`PREPROCESSINGS`, from the model's metadata) says.
-    Raises :class:`DecodeError` with a reason a user can act on.
+    Raises :class:`DecodeError` with a reason a user can act on; with ``scope_check``, its subclass
+    :class:`OutOfScopeError` for a DICOM whose header says it is not a frontal chest radiograph
+    (checked before its pixels are decoded).
     """
     if preprocessing not in PREPROCESSINGS:
         raise ValueError(f"unknown preprocessing {preprocessing!r}; known: {', '.join(PREPROCESSINGS)}")
-    grey = _decode_any(path, size)
+    grey = _decode_any(path, size, scope_check)
     quality = PREPROCESSINGS[preprocessing]
     return grey if size is None or quality is None else jpeg_round_trip(grey, quality)
 
@@ -86,7 +97,7 @@ def jpeg_round_trip(grey: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(im.convert("L"))
 
 
-def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None) -> np.ndarray:
+def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None, scope_check: bool) -> np.ndarray:
     path = Path(path)
     try:
         info = path.stat()
@@ -96,11 +107,15 @@ def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None) -> np.nda
             raise DecodeError("empty file (0 bytes)")
         kind = sniff_format(path)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DecodeError("symlink loop: the link leads back to itself, there is no file") from exc
         raise DecodeError(f"cannot read file: {exc.strerror or exc}") from exc
+    if kind is None and path.suffix.lower() in DICOM_EXTENSIONS:
+        kind = "dicom-without-preamble"  # some writers omit the 128-byte preamble and "DICM"
     if kind is None:
         raise DecodeError("not a PNG, JPEG or DICOM file (unrecognised content)")
-    if kind == "dicom":
-        grey = _decode_dicom(path)
+    if kind.startswith("dicom"):
+        grey = _decode_dicom(path, scope_check, force=kind != "dicom")
         return grey if size is None else resize_grey(grey, size)
     return _decode_pillow(path, size)
 
@@ -128,12 +143,25 @@ def _decode_pillow(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
-        raise DecodeError(f"image too large to decode safely ({exc})") from exc
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        size_words = f" ({int(claimed.group(1)):,} pixels)" if claimed else ""
+        raise DecodeError(f"image too large to decode safely: its header claims a huge size{size_words}, "
+                          f"over the {MAX_PIXELS:,}-pixel safety limit") from exc
     except UnidentifiedImageError as exc:
-        raise DecodeError("corrupt image: Pillow cannot identify it") from exc
+        raise DecodeError("corrupt image: its header is not a valid PNG or JPEG header") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DecodeError(f"corrupt or truncated image: {exc}") from exc
+        raise DecodeError(_damage_reason(exc)) from exc
     return grey if size is None else resize_grey(grey, size)
+
+
+def _damage_reason(exc: Exception) -> str:
+    """Plain words for a decoder's exception about damaged data."""
+    text = str(exc).lower()
+    if isinstance(exc, EOFError) or any(w in text for w in ("truncated", "end of file", "eof", "ended prematurely")):
+        return "truncated file: it ends before all of its pixels"
+    if "broken" in text or "crc" in text or "checksum" in text:
+        return "corrupt or truncated image: its compressed data is damaged"
+    return "corrupt image: its pixel data cannot be decoded"
 
 
 def _check_dimensions(width: int, height: int) -> None:
@@ -178,10 +206,18 @@ def _import_pydicom():
         raise DecodeError(
             "DICOM support is not installed: pip install 'xscreen[dicom]'"
         ) from exc
+    # pydicom warns about each odd header value; the row's reason says what matters, so its
+    # warnings (printed with site-packages paths) must not reach the user's terminal.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
     return pydicom
 
 
-def _decode_dicom(path: Path) -> np.ndarray:
+# Words in pydicom's errors (2.x and 3.x) that mean a codec is missing, not that the file is damaged.
+_MISSING_CODEC = re.compile(r"missing (required )?dependenc|no (available )?(pixel data )?(handler|plugin)|"
+                            r"plugins are missing|not installed|unable to decompress", re.IGNORECASE)
+
+
+def _decode_dicom(path: Path, scope_check: bool, force: bool = False) -> np.ndarray:
     pydicom = _import_pydicom()
     try:
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -189,24 +225,34 @@ def _decode_dicom(path: Path) -> np.ndarray:
         from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
 
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(path, force=force)
+        has_pixels = "PixelData" in ds
+        columns, rows = _dicom_int(ds, "Columns", 0), _dicom_int(ds, "Rows", 0)
+        frames = _dicom_int(ds, "NumberOfFrames", 1) or 1
+        samples = _dicom_int(ds, "SamplesPerPixel", 1) or 1
+    except DecodeError:
+        raise
     except Exception as exc:  # pydicom raises many types for a damaged header
-        raise DecodeError(f"unreadable DICOM header: {exc}") from exc
-    if "PixelData" not in ds:
+        raise DecodeError(f"unreadable DICOM header: {_dicom_header_reason(exc)}") from exc
+    reason = dicom_header_reason(ds) if scope_check else None
+    if reason is not None:
+        raise OutOfScopeError(reason)
+    if not has_pixels:
+        if force:
+            raise DecodeError("not a PNG, JPEG or DICOM file (a .dcm name, but no DICOM image inside)")
         raise DecodeError("DICOM file has no pixel data (a report or structured document?)")
-    _check_dimensions(int(ds.get("Columns", 0)), int(ds.get("Rows", 0)))
+    _check_dimensions(columns, rows)
+    if force:
+        _assume_transfer_syntax(ds)
     try:
         pixels = ds.pixel_array
     except Exception as exc:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", syntax) or "unknown transfer syntax"
-        raise DecodeError(
-            f"cannot decode DICOM pixel data ({name}): {exc}. For compressed DICOM install "
-            "the codecs: pip install 'xscreen[dicom]'"
-        ) from exc
+        if getattr(syntax, "is_compressed", False) and _MISSING_CODEC.search(str(exc)):
+            raise DecodeError(f"compressed DICOM ({name}) without its codec: pip install 'xscreen[dicom]'") from exc
+        raise DecodeError(f"cannot decode DICOM pixel data ({name}): {_dicom_pixel_reason(exc)}") from exc
 
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if frames > 1:
         pixels = pixels[0]  # multi-frame: screen the first frame
     if samples > 1:
@@ -218,3 +264,44 @@ def _decode_dicom(path: Path) -> np.ndarray:
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
         grey = 255 - grey  # MONOCHROME1 stores bone dark; invert after windowing, as the standard says
     return grey
+
+
+def _assume_transfer_syntax(ds) -> None:
+    """A file without a meta header names no transfer syntax: it is the encoding pydicom read it in."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    implicit, little = getattr(ds, "original_encoding", (ds.is_implicit_VR, ds.is_little_endian))
+    ds.file_meta = meta if meta is not None else FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                      ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+
+
+def _dicom_int(ds, keyword: str, default: int) -> int:
+    value = ds.get(keyword, default)
+    try:
+        return int(value if value not in (None, "") else default)
+    except (TypeError, ValueError):
+        raise DecodeError(f"damaged DICOM header: {keyword} should be a number but holds {str(value)!r}") from None
+
+
+def _dicom_header_reason(exc: Exception) -> str:
+    text = str(exc)
+    if isinstance(exc, EOFError) or "end of file" in text.lower() or "truncated" in text.lower():
+        return "the file ends inside its header (truncated)"
+    bad_number = re.search(r"invalid literal for (int|float)\(\)[^:]*: (.*)", text)
+    if bad_number:
+        return f"a field that must hold a number holds {bad_number.group(2)}"
+    if "value representation" in text.lower() or " vr " in f" {text.lower()} ":
+        return "a field has an invalid value representation (VR)"
+    return "its tags cannot be parsed (damaged or not DICOM)"
+
+
+def _dicom_pixel_reason(exc: Exception) -> str:
+    text = str(exc).lower()
+    if "truncat" in text or "shorter than" in text or "length" in text or "expected" in text:
+        return "the pixel data is shorter than its header says (truncated file)"
+    return "the pixel data does not match its header"

@@ -8,6 +8,8 @@ nothing**, and every file name says ``SYNTHETIC`` so no one mistakes them for pa
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,32 @@ DEMO_NOTE = (
     "broken file; the model's "
     "predictions on them are meaningless. Screen real films with: xscreen run FOLDER\n"
 )
+
+
+DEMO_FOLDER = Path("xscreen-demo")
+RESULT_NAME = "xscreen-results"
+
+
+def write_demo_folder() -> tuple[Path, list[Path]]:
+    """Write the synthetic films into ./xscreen-demo, or a new temporary folder when the working folder is read-only."""
+    try:
+        return DEMO_FOLDER, write_demo_films(DEMO_FOLDER)
+    except OSError:
+        folder = Path(tempfile.mkdtemp(prefix="xscreen-demo-"))
+        return folder, write_demo_films(folder)
+
+
+def fresh_result_path(folder: Path) -> Path:
+    """A result file that does not exist yet: ``xscreen-results.csv`` (then ``-2``, ``-3``...) in the first
+    writable of ``folder``, the working folder and the temporary folder. Never an existing file."""
+    for where in (folder, Path.cwd(), Path(tempfile.gettempdir())):
+        if os.access(where, os.W_OK):
+            break
+    for n in range(1, 10_000):
+        path = where / (f"{RESULT_NAME}.csv" if n == 1 else f"{RESULT_NAME}-{n}.csv")
+        if not path.exists():
+            return path
+    raise FileExistsError(f"{where} holds 10,000 {RESULT_NAME} files: pass --out")
 
 
 def synthetic_film(seed: int, size: int = 512) -> np.ndarray:

@@ -1,4 +1,7 @@
-"""Which files a screening run reads: a folder (recursive), one file, or a ``.txt`` list of paths.
+"""Which files a screening run reads: a folder (recursive), one file, or a list of paths.
+
+A list is a ``.txt`` file (one path per line), a ``.csv`` file with a ``path`` column (an xscreen
+result file is one), or ``-`` for a list on standard input.
 
 Discovery streams paths in a deterministic order (each folder's entries sorted by name, depth
 first) and never opens more than the first bytes of a file, so a folder of 100k images costs
@@ -7,14 +10,19 @@ names, not pixels.
 
 from __future__ import annotations
 
+import csv
+import errno
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Callable
 
 from ._decode import IMAGE_EXTENSIONS, sniff_format
 
 LIST_SUFFIX = ".txt"
+CSV_LIST_SUFFIX = ".csv"
+STDIN = "-"  # a list of paths on standard input
 
 # Why a file in a folder was not screened; reported in the run summary, never silent.
 HIDDEN = "hidden"
@@ -23,6 +31,10 @@ SYMLINK_OUT = "symlink out of the folder (pass --follow-symlinks)"
 SYMLINK_DIR = "symlinked folder (pass --follow-symlinks)"
 
 OnIgnored = Callable[[Path, str], None]
+
+
+class ListFileError(ValueError):
+    """A list of paths xscreen cannot read as one (a CSV without a ``path`` column)."""
 
 
 def discover_inputs(
@@ -35,20 +47,42 @@ def discover_inputs(
 
     ``target`` is a folder (searched recursively; hidden entries skipped; files with an image
     extension, plus any other file whose content is PNG, JPEG or DICOM, such as DICOM files
-    without an extension), a single file (taken as it is), or a ``.txt`` file listing one path
-    per line (relative paths are relative to the list; blank lines and ``#`` comments skipped;
-    each listed file is taken as it is, listed folders are searched). Without
-    ``follow_symlinks``, symlinked folders are not entered and symlinked files are taken only when
-    they point inside the folder. ``on_ignored(path, reason)`` hears about every entry of a
-    folder that is not screened. Raises FileNotFoundError when ``target`` does not exist.
+    without an extension), a single file (taken as it is), or a list: a ``.txt`` file with one
+    path per line (blank lines and ``#`` comments skipped), a ``.csv`` file with a ``path``
+    column, or ``-`` for lines on standard input. Relative paths in a list file are relative to
+    the list (to the working folder for ``-``); each listed file is taken as it is, listed
+    folders are searched. Without ``follow_symlinks``, symlinked folders are not entered and
+    symlinked files are taken only when they point inside the folder. ``on_ignored(path,
+    reason)`` hears about every entry of a folder that is not screened. Raises
+    FileNotFoundError naming what is wrong when ``target`` does not exist or is a symlink loop,
+    and ListFileError for a ``.csv`` without a ``path`` column.
     """
+    if str(target) == STDIN:
+        return _read_lines(sys.stdin, Path("."), follow_symlinks, on_ignored)
     target = Path(target)
+    check_target(target)
     if target.is_dir():
         return _walk_root(target, follow_symlinks, on_ignored)
-    if target.is_file():
-        if target.suffix.lower() == LIST_SUFFIX:
-            return _read_list(target, follow_symlinks, on_ignored)
-        return iter([target])
+    suffix = target.suffix.lower()
+    if suffix == LIST_SUFFIX:
+        return _read_list(target, follow_symlinks, on_ignored)
+    if suffix == CSV_LIST_SUFFIX:
+        return _read_csv_list(target, follow_symlinks, on_ignored)
+    return iter([target])
+
+
+def check_target(target: str | os.PathLike) -> None:
+    """FileNotFoundError saying what ``target`` is when it cannot be read: missing, a loop, a broken link."""
+    target = Path(target)
+    if str(target) == STDIN or target.exists():
+        return
+    if target.is_symlink():
+        try:
+            os.stat(target)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise FileNotFoundError(f"{target} is a symlink loop (it leads back to itself)") from None
+        raise FileNotFoundError(f"{target} is a broken symlink (to {os.readlink(target)}, which does not exist)")
     raise FileNotFoundError(f"{target} does not exist")
 
 
@@ -73,6 +107,9 @@ def _walk(folder: Path, real_root: str, follow_symlinks: bool, on_ignored: OnIgn
             on_ignored(path, HIDDEN)
             continue
         link = entry.is_symlink()
+        if link and _is_loop(path):
+            yield path  # one file's error row ("symlink loop"), not the end of the run
+            continue
         if entry.is_dir():
             if link and not follow_symlinks:
                 on_ignored(path, SYMLINK_DIR)
@@ -97,22 +134,53 @@ def _sniffs_as_image(path: Path) -> bool:
         return True  # cannot read it to tell: screen it, and the row will say why it failed
 
 
+def _is_loop(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
 def _inside(real_path: str, real_root: str) -> bool:
     return real_path == real_root or real_path.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def _read_list(listing: Path, follow_symlinks: bool, on_ignored: OnIgnored | None) -> Iterator[Path]:
-    base = listing.parent
     with open(listing, encoding="utf-8", errors="surrogateescape") as fh:
-        for line in fh:
-            name = line.strip()
-            if not name or name.startswith("#"):
-                continue
-            path = base / name  # an absolute name replaces base
-            if path.is_dir():
-                yield from _walk_root(path, follow_symlinks, on_ignored)
-            else:
-                yield path  # missing or unreadable files get an error row, not silence
+        yield from _read_lines(fh, listing.parent, follow_symlinks, on_ignored)
+
+
+def _read_lines(lines: Iterable[str], base: Path, follow_symlinks: bool,
+                on_ignored: OnIgnored | None) -> Iterator[Path]:
+    names = (line.strip() for line in lines)
+    yield from _listed(base, (n for n in names if n and not n.startswith("#")), follow_symlinks, on_ignored)
+
+
+def _read_csv_list(listing: Path, follow_symlinks: bool, on_ignored: OnIgnored | None) -> Iterator[Path]:
+    fh = open(listing, newline="", encoding="utf-8-sig", errors="surrogateescape")
+    reader = csv.DictReader(fh)
+    if "path" not in (reader.fieldnames or ()):
+        fh.close()
+        raise ListFileError(f"{listing} is a CSV list without a 'path' column (its columns: "
+                         f"{', '.join(reader.fieldnames or []) or 'none'}): name the column of file paths 'path'")
+    return _closing_after(fh, _listed(listing.parent, (row["path"].strip() for row in reader if row["path"]),
+                                      follow_symlinks, on_ignored))
+
+
+def _closing_after(fh, paths: Iterator[Path]) -> Iterator[Path]:
+    with fh:
+        yield from paths
+
+
+def _listed(base: Path, names: Iterable[str], follow_symlinks: bool,
+            on_ignored: OnIgnored | None) -> Iterator[Path]:
+    for name in names:
+        path = base / name  # an absolute name replaces base
+        if path.is_dir():
+            yield from _walk_root(path, follow_symlinks, on_ignored)
+        else:
+            yield path  # missing or unreadable files get an error row, not silence
 
 
 def _ignore(path: Path, reason: str) -> None:

@@ -1,14 +1,16 @@
 """Open a model file and turn decoded pixels into class probabilities, for every format alike.
 
-What a model needs (dtype, quantization, layout, batch) is read once at load time; ``predict``
-then does the least work per batch: one cast or lookup, one runtime call.
+What a model needs (dtype, quantization, layout, batch, which output is which) is read once at
+load time; ``predict`` then does the least work per batch: one cast or lookup, one runtime call.
+``predict_outputs`` adds what the optional outputs say: the class-activation map and the scope score.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +18,57 @@ import numpy as np
 from ._backends import TensorSpec, model_format, open_engine, usable_cores
 from ._contract import ModelContractError, ModelMetadata
 from ._decode import PREPROCESSINGS
+from ._scope import scope_scores
 
-BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "xscreen_int8.tflite"
+OUTPUT_ROLES = ("probabilities", "cam", "scope")  # what an output can be (see _contract.py)
+
+_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+BUNDLED_MODEL = _MODELS_DIR / "xscreen_int8.tflite"
+BUNDLED_ONNX_MODEL = _MODELS_DIR / "xscreen_int8.onnx"
+# Names that stand for the bundled files wherever a model path is asked for (--model bundled-onnx).
+BUNDLED_MODEL_NAMES = ("bundled", "bundled-onnx")
+
+
+def format_megabytes(n_bytes: int) -> str:
+    """A file size the one way xscreen prints sizes: megabytes of 10^6 bytes, one decimal."""
+    megabytes = n_bytes / 1e6
+    return f"{megabytes:.1f} MB" if megabytes >= 0.1 else f"{megabytes:.2g} MB"  # a tiny test model
 
 
 def default_model_path() -> Path:
     """The model bundled with the package; FileNotFoundError with what to do when it is absent."""
-    if not BUNDLED_MODEL.is_file():
+    return resolve_model_path("bundled")
+
+
+def resolve_model_path(name: str | os.PathLike) -> Path:
+    """A model file path, or one of :data:`BUNDLED_MODEL_NAMES` turned into the bundled file's path.
+
+    FileNotFoundError saying what to do when the file is absent.
+    """
+    bundled = {"bundled": BUNDLED_MODEL, "bundled-onnx": BUNDLED_ONNX_MODEL}.get(str(name))
+    if bundled is None:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"model file not found: {path} (a .tflite or .onnx file, or one of the bundled models: "
+                f"{', '.join(BUNDLED_MODEL_NAMES)})"
+            )
+        return path
+    if not bundled.is_file():
         raise FileNotFoundError(
-            f"no bundled model at {BUNDLED_MODEL} (this install ships without one): "
+            f"no bundled model at {bundled} (this install ships without one): "
             "pass --model PATH to a .tflite or .onnx file written by xscreen export"
         )
-    return BUNDLED_MODEL
+    return bundled
+
+
+@dataclass
+class ModelOutputs:
+    """Everything a model says about a batch of N images."""
+
+    probabilities: np.ndarray  # (N, C) float32, label order
+    cam: np.ndarray | None  # (N, h, w, C) float32 class-activation maps; None: the model has none
+    scope_score: np.ndarray | None  # (N,) float32, in scope when <= metadata.scope["threshold"]; None: no scope
 
 
 class ScreeningModel:
@@ -51,9 +92,17 @@ class ScreeningModel:
         self._fixed_batch = spec.shape[0] == 1
         self._input_dtype = spec.dtype
         self._input_lut = _quantization_lut(spec)
-        out = engine.output
-        self._output_scale = out.scale if out.quantized else None
-        self._output_zero_point = out.zero_point
+        self._roles = match_outputs(engine.outputs, metadata, path)
+        scope = metadata.scope if "scope" in self._roles else None
+        self._class_means = None if scope is None else _class_means(scope, self.labels, path)
+        self._sha256: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the model file: which model wrote a result file (computed once)."""
+        if self._sha256 is None:
+            self._sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return self._sha256
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -69,8 +118,39 @@ class ScreeningModel:
         """True when the model runs one image per call (its batch dimension is fixed)."""
         return self._fixed_batch
 
+    @property
+    def has_heatmaps(self) -> bool:
+        """True when the model outputs class-activation maps (``predict_outputs().cam``)."""
+        return "cam" in self._roles
+
+    @property
+    def has_scope(self) -> bool:
+        """True when the model scores how far a film is from its training films (a scope output and statistics)."""
+        return self._class_means is not None
+
+    @property
+    def scope_threshold(self) -> float | None:
+        """A film whose scope score exceeds this is out of scope; None when the model has no scope check."""
+        return float(self.metadata.scope["threshold"]) if self.has_scope else None
+
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, len(labels))`` float32 for grey pixels ``(N, H, W, 1)`` uint8."""
+        return self._output(self._run(pixels), "probabilities", len(pixels))
+
+    def predict_outputs(self, pixels: np.ndarray) -> ModelOutputs:
+        """Probabilities, class-activation maps and scope scores for grey pixels ``(N, H, W, 1)`` uint8."""
+        n = len(pixels)
+        raw = self._run(pixels)
+        scope_score = None
+        if self._class_means is not None:
+            scope_score = scope_scores(self._output(raw, "scope", n), self._class_means)
+        return ModelOutputs(
+            probabilities=self._output(raw, "probabilities", n),
+            cam=self._output(raw, "cam", n) if self.has_heatmaps else None,
+            scope_score=scope_score,
+        )
+
+    def _run(self, pixels: np.ndarray) -> list[np.ndarray]:
         height, width = self.metadata.input_size
         if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (height, width, 1):
             raise ValueError(
@@ -79,10 +159,9 @@ class ScreeningModel:
             )
         batch = self._model_input(pixels)
         if self._fixed_batch:
-            raw = np.concatenate([self._engine.run(batch[i:i + 1]) for i in range(len(batch))])
-        else:
-            raw = self._engine.run(batch)
-        return self._probabilities(raw, len(pixels))
+            per_image = [self._engine.run(batch[i:i + 1]) for i in range(len(batch))]
+            return [np.concatenate(parts) for parts in zip(*per_image)]
+        return self._engine.run(batch)
 
     def _model_input(self, pixels: np.ndarray) -> np.ndarray:
         if not self._channels_last:
@@ -97,16 +176,20 @@ class ScreeningModel:
         return pixels.astype(self._input_dtype) if pixels.dtype != self._input_dtype \
             else np.ascontiguousarray(pixels)
 
-    def _probabilities(self, raw: np.ndarray, n: int) -> np.ndarray:
-        raw = raw.reshape(n, -1)
-        if raw.shape[1] != len(self.labels):
-            raise ModelContractError(
-                f"{self.path}: the model outputs {raw.shape[1]} values per image but has "
-                f"{len(self.labels)} labels"
-            )
-        if self._output_scale is not None:
-            return (raw.astype(np.float32) - self._output_zero_point) * np.float32(self._output_scale)
-        return raw.astype(np.float32, copy=False)
+    def _output(self, raw: list[np.ndarray], role: str, n: int) -> np.ndarray:
+        """One output as float32, dequantized if the runtime left it quantized."""
+        index = self._roles[role]
+        values, spec = raw[index], self._engine.outputs[index]
+        if role == "probabilities":
+            values = values.reshape(n, -1)
+            if values.shape[1] != len(self.labels):
+                raise ModelContractError(
+                    f"{self.path}: the model outputs {values.shape[1]} values per image but has "
+                    f"{len(self.labels)} labels"
+                )
+        if spec.quantized:
+            return (values.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+        return values.astype(np.float32, copy=False)
 
     def info(self) -> dict:
         """Self-description: labels, tensors, quantization, thresholds, metadata, runtime, file size."""
@@ -121,15 +204,92 @@ class ScreeningModel:
             "input_size": list(meta.input_size),
             "batch": "one image per call" if self._fixed_batch else "dynamic",
             "input": self._engine.input.describe(),
-            "output": self._engine.output.describe(),
+            "output": self._engine.outputs[self._roles["probabilities"]].describe(),
+            "outputs": {role: self._engine.outputs[index].describe() for role, index in self._roles.items()},
             "negative_label": meta.negative_label,
             "threshold": meta.threshold,
+            "heatmaps": self.has_heatmaps,
+            "scope": meta.scope if self.has_scope else None,
             "preprocessing": meta.preprocessing,
             "metadata": asdict(meta),
         }
 
     def __repr__(self) -> str:
         return f"ScreeningModel({str(self.path)!r}, {self.backend}, labels={list(self.labels)})"
+
+
+def renamed_metadata(metadata: ModelMetadata, rename: Mapping[str, str], path: Path) -> ModelMetadata:
+    """``metadata`` with labels renamed (old -> new); the negative label, hence the flag, is renamed too."""
+    unknown = [old for old in rename if old not in metadata.labels]
+    if unknown:
+        raise ModelContractError(
+            f"{path}: --rename names {', '.join(unknown)}, which the model does not have "
+            f"(its labels: {','.join(metadata.labels)})"
+        )
+    labels = tuple(rename.get(label, label) for label in metadata.labels)
+    if len(set(labels)) != len(labels):
+        raise ModelContractError(f"{path}: --rename gives two outputs the same name ({','.join(labels)})")
+    negative = metadata.negative_label
+    negative = None if negative is None else rename.get(negative, negative)
+    return metadata.with_updates(labels=labels, negative_label=negative)
+
+
+def match_outputs(specs: Sequence[TensorSpec], metadata: ModelMetadata, path: Path) -> dict[str, int]:
+    """Role (``probabilities``, ``cam``, ``scope``) -> index in ``specs``, by per-image shape.
+
+    Shapes come from ``metadata.outputs``; without it (older or third-party files) the one output is
+    the probabilities. Names and order are never used: they differ between formats and converters.
+    """
+    declared = metadata.outputs
+    if declared is None and len(specs) != 1:
+        raise ModelContractError(
+            f"{path}: the model has {len(specs)} outputs and no metadata saying which is which; "
+            "a model without xscreen metadata must have exactly one output, the class probabilities"
+        )
+    if declared is not None and "probabilities" not in declared:
+        raise ModelContractError(f"{path}: its metadata declares no probabilities output ({sorted(declared)})")
+    n_probabilities = specs[0].shape[-1] if declared is None else declared["probabilities"][-1]
+    if n_probabilities is not None and n_probabilities != len(metadata.labels):
+        raise ModelContractError(
+            f"{path}: {len(metadata.labels)} labels ({', '.join(metadata.labels)}) but the model "
+            f"outputs {n_probabilities} values per image"
+        )
+    if declared is None:
+        return {"probabilities": 0}
+    roles: dict[str, int] = {}
+    for role in OUTPUT_ROLES:
+        if role not in declared:
+            continue
+        shape = tuple(declared[role])
+        fits = [i for i, spec in enumerate(specs) if _fits(spec.shape[1:], shape)]
+        if len(fits) != 1:
+            found = ", ".join(str(["N" if d is None else d for d in spec.shape]) for spec in specs)
+            raise ModelContractError(
+                f"{path}: its metadata declares a {role} output of shape (N, {', '.join(map(str, shape))}) "
+                f"but {'none' if not fits else 'several'} of its outputs fit ({found})"
+            )
+        roles[role] = fits[0]
+    if len(set(roles.values())) != len(roles):
+        raise ModelContractError(f"{path}: two declared outputs have one shape ({declared}); cannot tell them apart")
+    return roles
+
+
+def _fits(per_image: tuple[int | None, ...], declared: tuple) -> bool:
+    return len(per_image) == len(declared) and all(d is None or d == e for d, e in zip(per_image, declared))
+
+
+def _class_means(scope: dict, labels: tuple[str, ...], path: Path) -> np.ndarray:
+    """The scope statistics' class means ``(C, k)`` float32, checked against the labels."""
+    try:
+        means = np.asarray(scope["class_means"], dtype=np.float32)
+        float(scope["threshold"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelContractError(f"{path}: its scope statistics lack class_means or threshold ({exc})") from exc
+    if means.ndim != 2 or len(means) != len(labels):
+        raise ModelContractError(
+            f"{path}: its scope statistics hold {means.shape} class means for {len(labels)} labels"
+        )
+    return means
 
 
 def _image_layout(spec: TensorSpec, path: Path) -> tuple[bool, int]:
@@ -162,13 +322,17 @@ def load_model(
     path: str | os.PathLike,
     *,
     labels: Sequence[str] | None = None,
+    rename: Mapping[str, str] | None = None,
     threads: int | None = None,
     backend: str | None = None,
 ) -> ScreeningModel:
     """Open a ``.tflite`` or ``.onnx`` model and check it against the model-file contract.
 
     The metadata comes from the file. ``labels`` names the outputs of a model without metadata
-    (its input size is then read from its input shape) or renames those of one with it.
+    (its input size is then read from its input shape); for a model with metadata it may only
+    repeat the embedded labels in their order, so it can never mislabel an output. ``rename``
+    (old name -> new name) renames labels in the output; the negative label and the screening
+    flag follow the rename.
     ``threads`` is the runtime's thread count (None: one per usable core). ``backend`` forces a
     runtime by name (see ``available_backends``). Raises ``ModelContractError`` naming the file when
     it is not a usable model, ``MissingRuntimeError`` (an ImportError) with the pip command when no
@@ -183,6 +347,8 @@ def load_model(
     threads = threads or usable_cores()
     engine, backend_name = open_engine(path, fmt, threads, backend)
     metadata = _resolve_metadata(path, engine, labels)
+    if rename:
+        metadata = renamed_metadata(metadata, rename, path)
     return ScreeningModel(path, fmt, engine, backend_name, metadata, threads)
 
 
@@ -193,12 +359,10 @@ def _resolve_metadata(path: Path, engine, labels: Sequence[str] | None) -> Model
     labels = None if labels is None else tuple(labels)
     if engine.metadata is not None:
         metadata = ModelMetadata.from_json(engine.metadata)
-        if labels is not None:
-            keep_flag = metadata.negative_label in labels
-            metadata = metadata.with_updates(
-                labels=labels,
-                negative_label=metadata.negative_label if keep_flag else None,
-                threshold=metadata.threshold if keep_flag else None,
+        if labels is not None and labels != metadata.labels:
+            raise ModelContractError(
+                f"{path} names its outputs itself ({','.join(metadata.labels)}): --labels may only repeat "
+                f"them in that order; to rename one, use --rename old=new"
             )
     elif labels is None:
         raise ModelContractError(
@@ -224,11 +388,5 @@ def _resolve_metadata(path: Path, engine, labels: Sequence[str] | None) -> Model
         raise ModelContractError(
             f"{path}: metadata says input {metadata.input_size[0]}x{metadata.input_size[1]} but the "
             f"model's input is {height}x{width}"
-        )
-    n_outputs = engine.output.shape[-1]
-    if n_outputs is not None and n_outputs != len(metadata.labels):
-        raise ModelContractError(
-            f"{path}: {len(metadata.labels)} labels ({', '.join(metadata.labels)}) but the model "
-            f"outputs {n_outputs} values per image"
         )
     return metadata

@@ -10,9 +10,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from ._decode import IMAGE_EXTENSIONS
-from ._discover import discover_inputs
+from ._discover import SYMLINK_DIR, SYMLINK_OUT, discover_inputs
 from ._model import ScreeningModel, load_model
 from ._pipeline import ScreeningResult, StageTimes, screen_batches
+from ._run_record import check_resume, locked_output, write_record
 from ._writers import open_writer
 
 FIRST_ERRORS = 5  # error reasons kept for the summary; every error is in the output file
@@ -22,20 +23,32 @@ class NoInputsError(ValueError):
     """The target holds nothing to screen."""
 
 
+class OutputExistsError(ValueError):
+    """The output file holds rows and the run was asked neither to resume nor to overwrite."""
+
+
 @dataclass
 class RunSummary:
-    """What a run did. Counts cover the files screened by this run; resumed ones are only counted."""
+    """What is in the output file after a run: ``ok``, ``errors``, ``per_class`` and ``flagged`` count
+    every row of the file, the ``earlier`` ones kept from runs before a resume included;
+    ``new_ok``/``new_errors`` are this run's, and the speed is theirs."""
 
-    total: int  # files found under the target
+    total: int  # distinct files found under the target
     out: str
     model: str
     backend: str
-    ok: int = 0
-    errors: int = 0
-    skipped_resumed: int = 0  # already in the output file, not screened again
-    per_class: dict[str, int] = field(default_factory=dict)  # predictions of this run, in label order
+    ok: int = 0  # screened: a prediction was made
+    errors: int = 0  # could not be screened
+    out_of_scope: int = 0  # not screened: not a frontal chest film, by its DICOM header or its image
+    earlier: int = 0  # rows kept from earlier runs (--resume)
+    new_ok: int = 0
+    new_errors: int = 0  # this run's errors and out-of-scope rows
+    skipped_resumed: int = 0  # files of the target already in the output file, not screened again
+    duplicates: int = 0  # list entries naming a file already listed: screened once
+    per_class: dict[str, int] = field(default_factory=dict)  # predictions in the file, in label order
     flagged: int = 0  # needs review according to the model's threshold
-    first_errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    first_errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run's
+    first_out_of_scope: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run's
     ignored: dict[str, int] = field(default_factory=dict)  # folder entries not screened, by reason
     elapsed_s: float = 0.0
     decode_s: float = 0.0  # decoding + resizing, summed over the decoding threads
@@ -44,27 +57,52 @@ class RunSummary:
 
     @property
     def screened(self) -> int:
-        return self.ok + self.errors
+        """Rows with a prediction; errors and out-of-scope files are not screened."""
+        return self.ok
 
     @property
-    def images_per_s(self) -> float:
-        return self.screened / self.elapsed_s if self.elapsed_s > 0 else 0.0
+    def rows(self) -> int:
+        return self.ok + self.errors + self.out_of_scope
+
+    @property
+    def images_per_s(self) -> float | None:
+        """Images screened per second by this run; None when it screened none."""
+        return self.new_ok / self.elapsed_s if self.new_ok and self.elapsed_s > 0 else None
 
     def to_dict(self) -> dict:
         """JSON-ready, with the derived figures."""
-        return {**asdict(self), "screened": self.screened, "images_per_s": self.images_per_s}
+        return {**asdict(self), "screened": self.screened, "rows": self.rows, "images_per_s": self.images_per_s}
 
     def add(self, results: list[ScreeningResult]) -> None:
-        """Count one batch of results."""
+        """Count one batch of this run's results."""
         for r in results:
+            self._count(r.status, r.prediction, r.flag)
             if r.status == "ok":
-                self.ok += 1
-                self.per_class[r.prediction] += 1
-                self.flagged += bool(r.flag)
+                self.new_ok += 1
+            elif r.status == "out_of_scope":
+                self.new_errors += 1
+                if len(self.first_out_of_scope) < FIRST_ERRORS:
+                    self.first_out_of_scope.append((r.path, r.error))
             else:
-                self.errors += 1
+                self.new_errors += 1
                 if len(self.first_errors) < FIRST_ERRORS:
                     self.first_errors.append((r.path, r.error))
+
+    def add_earlier(self, rows: Counter) -> None:
+        """Count rows kept from earlier runs, by ``(status, prediction, flag)``."""
+        for (status, prediction, flag), n in rows.items():
+            self._count(status, prediction, flag, n)
+            self.earlier += n
+
+    def _count(self, status: str, prediction: str | None, flag: bool | None, n: int = 1) -> None:
+        if status == "ok":
+            self.ok += n
+            self.per_class[prediction] = self.per_class.get(prediction, 0) + n
+            self.flagged += n * bool(flag)
+        elif status == "out_of_scope":
+            self.out_of_scope += n
+        else:
+            self.errors += n
 
 
 def run_screening(
@@ -73,47 +111,75 @@ def run_screening(
     out: str | os.PathLike,
     *,
     resume: bool = False,
+    overwrite: bool = True,
     workers: int | None = None,
     batch_size: int | None = None,
     follow_symlinks: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    heatmaps: bool = False,
+    scope_check: bool = True,
 ) -> RunSummary:
     """Screen every image under ``target`` with ``model`` and write one row per file to ``out``.
 
     ``out`` is CSV or JSONL by its suffix and is replaced unless ``resume``, which keeps its rows
-    and screens only the files not in it yet. ``progress(done, to_do)`` is called before the first
-    batch and after each one. Raises NoInputsError when ``target`` holds no images, and the errors
-    of :func:`load_model` and :func:`open_writer`.
+    and screens only the files not in it yet (``overwrite=False`` refuses to replace a file with
+    rows: OutputExistsError). ``out`` is locked while the run writes it (OutputInUseError for a
+    second run) and ``<out>.meta.json`` records the model that wrote it; a resume with another
+    model raises ResumeError. A file listed twice is screened once. ``progress(done, to_do)`` is
+    called before the first batch and after each one. ``heatmaps`` and ``scope_check``: see
+    :func:`screen_batches`. Raises NoInputsError when ``target`` holds
+    no images, and the errors of :func:`load_model` and :func:`open_writer`.
     """
     if not isinstance(model, ScreeningModel):
         model = load_model(model)
     started = time.perf_counter()
     ignored: Counter[str] = Counter()
-    paths = [str(p) for p in discover_inputs(
+    listed = [str(p) for p in discover_inputs(
         target, follow_symlinks=follow_symlinks, on_ignored=lambda _path, reason: ignored.update([reason]),
     )]
+    paths = list(dict.fromkeys(listed))  # a list naming a file twice: one row
     if not paths:
+        links = ignored[SYMLINK_OUT] + ignored[SYMLINK_DIR]
+        hint = (f"; {links:,} symlinks leading out of it were not followed (pass --follow-symlinks)"
+                if links else "")
         raise NoInputsError(
             f"no images in {target}: xscreen reads {', '.join(IMAGE_EXTENSIONS)} files and DICOM "
-            "files without an extension"
+            f"files without an extension{hint}"
         )
     summary = RunSummary(total=len(paths), out=str(out), model=str(model.path), backend=model.backend,
-                         per_class=dict.fromkeys(model.labels, 0), ignored=dict(ignored))
+                         duplicates=len(listed) - len(paths), per_class=dict.fromkeys(model.labels, 0),
+                         ignored=dict(ignored))
     times = StageTimes()
-    with open_writer(out, model.labels, resume=resume) as writer:
+    with locked_output(out), _writer(out, model, resume, overwrite) as writer:
+        summary.add_earlier(writer.earlier)
         to_do = [p for p in paths if p not in writer.done] if writer.done else paths
         summary.skipped_resumed = len(paths) - len(to_do)
         if progress:
             progress(0, len(to_do))
-        with closing(screen_batches(to_do, model, workers=workers, batch_size=batch_size, times=times)) as batches:
+        batches = screen_batches(to_do, model, workers=workers, batch_size=batch_size, times=times,
+                                 heatmaps=heatmaps, scope_check=scope_check)
+        with closing(batches):
             for batch in batches:
                 write_started = time.perf_counter()
                 writer.write(batch)
                 summary.write_s += time.perf_counter() - write_started
                 summary.add(batch)
                 if progress:
-                    progress(summary.screened, len(to_do))
+                    progress(summary.new_ok + summary.new_errors, len(to_do))
     summary.decode_s, summary.inference_s = times.decode_s, times.inference_s
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
+
+def _writer(out, model: ScreeningModel, resume: bool, overwrite: bool):
+    """Open the result writer once the lock is held: refuse to replace rows or mix models, then record the model."""
+    out = os.fspath(out)
+    has_rows = os.path.exists(out) and os.path.getsize(out) > 0
+    if has_rows and not (resume or overwrite):
+        raise OutputExistsError(f"{out} already exists: pass --resume to finish that run or --overwrite to replace it")
+    resumed = resume and has_rows
+    if resumed:
+        check_resume(out, model)
+    writer = open_writer(out, model.labels, resume=resume)
+    write_record(out, model, resumed=resumed)
+    return writer

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from ._pipeline import ScreeningResult
 
 _ENCODING = dict(encoding="utf-8", errors="surrogateescape")  # any file name round-trips
 _PROB_DECIMALS = 6
-STATUSES = ("ok", "error")
+_SCORE_DECIMALS = 3
+STATUSES = ("ok", "error", "out_of_scope")
 
 
 class ResumeError(ValueError):
@@ -26,17 +28,20 @@ class ResumeError(ValueError):
 
 
 def result_columns(labels: Sequence[str]) -> list[str]:
-    """CSV header: ``path,status,prediction,prob_<label>...,flag,margin,error``."""
-    return ["path", "status", "prediction", *(f"prob_{label}" for label in labels), "flag", "margin", "error"]
+    """CSV header: ``path,status,prediction,prob_<label>...,flag,margin,review_reason,scope_score,error``."""
+    return ["path", "status", "prediction", *(f"prob_{label}" for label in labels), "flag", "margin",
+            "review_reason", "scope_score", "error"]
 
 
 class _ResultWriter:
-    """Appends result rows to a file; ``done`` holds the paths already in it when resuming."""
+    """Appends result rows to a file; when resuming, ``done`` holds the paths already in it and
+    ``earlier`` counts those rows by ``(status, prediction, flag)``, so a summary can cover the whole file."""
 
     def __init__(self, path: Path, labels: Sequence[str], resume: bool) -> None:
         self.path = path
         self.labels = tuple(labels)
         self.done: set[str] = set()
+        self.earlier: Counter[tuple[str, str | None, bool | None]] = Counter()
         path.parent.mkdir(parents=True, exist_ok=True)
         keep = self._resume_point() if resume and path.exists() else 0
         if keep:
@@ -96,6 +101,8 @@ class CsvResultWriter(_ResultWriter):
             *(("" if probs is None else f"{probs[label]:.{_PROB_DECIMALS}f}") for label in self.labels),
             "" if r.flag is None else str(r.flag).lower(),
             "" if r.margin is None else f"{r.margin:.{_PROB_DECIMALS}f}",
+            r.review_reason or "",
+            "" if r.scope_score is None else f"{r.scope_score:.{_SCORE_DECIMALS}f}",
             _one_line(r.error),
         ])
 
@@ -118,6 +125,8 @@ class CsvResultWriter(_ResultWriter):
                 if len(row) != len(expected) or row[1] not in STATUSES:
                     raise self._damaged(reader.line_num, "is not a result row")
                 self.done.add(row[0])
+                flag = row[len(self.labels) + 3]
+                self.earlier[(row[1], row[2] or None, None if flag == "" else flag == "true")] += 1
                 keep = lines.consumed
         except csv.Error as exc:
             # The file ends inside a quoted field (a file name with a newline, torn): drop that row.
@@ -133,6 +142,8 @@ class JsonlResultWriter(_ResultWriter):
             "probabilities": None if r.probabilities is None
             else {label: round(r.probabilities[label], _PROB_DECIMALS) for label in self.labels},
             "flag": r.flag, "margin": None if r.margin is None else round(r.margin, _PROB_DECIMALS),
+            "review_reason": r.review_reason,
+            "scope_score": None if r.scope_score is None else round(r.scope_score, _SCORE_DECIMALS),
             "error": r.error,
         }
         self._fh.write(json.dumps(row) + "\n")
@@ -153,6 +164,7 @@ class JsonlResultWriter(_ResultWriter):
                     f"has {list(self.labels)}. Choose another output or pass --overwrite"
                 )
             self.done.add(row["path"])
+            self.earlier[(row["status"], row.get("prediction"), row.get("flag"))] += 1
         return len(text.encode(**_ENCODING))
 
 
