@@ -103,7 +103,9 @@ def read_jsonl(path: Path, films: list[str]) -> dict[str, dict]:
 def compare_model(name: str, reference: Path, target: Path, films: list[str]) -> dict:
     """Agreement of one model's answers on two machines, end to end, and its drift split by cause."""
     ref_rows, tgt_rows = read_jsonl(reference / f"{name}.jsonl", films), read_jsonl(target / f"{name}.jsonl", films)
-    ok = [f for f in films if ref_rows[f]["status"] == "ok" and tgt_rows[f]["status"] == "ok"]
+    # Films both machines screened (a run cut short compares what it has; "n" says how many).
+    ok = [f for f in films
+          if f in ref_rows and f in tgt_rows and ref_rows[f]["status"] == tgt_rows[f]["status"] == "ok"]
     labels = list(ref_rows[ok[0]]["probabilities"])
     ref_p = np.array([[ref_rows[f]["probabilities"][label] for label in labels] for f in ok])
     tgt_p = np.array([[tgt_rows[f]["probabilities"][label] for label in labels] for f in ok])
@@ -112,6 +114,7 @@ def compare_model(name: str, reference: Path, target: Path, films: list[str]) ->
     result = {
         "model": name,
         "n": len(ok),
+        "films_missing": {"reference": len(films) - len(ref_rows), "target": len(films) - len(tgt_rows)},
         "errors": {"reference": sum(r["status"] != "ok" for r in ref_rows.values()),
                    "target": sum(r["status"] != "ok" for r in tgt_rows.values())},
         "prediction_agreement": float(np.mean([ref_rows[f]["prediction"] == tgt_rows[f]["prediction"] for f in ok])),
@@ -123,7 +126,7 @@ def compare_model(name: str, reference: Path, target: Path, films: list[str]) ->
         "worst_film": ok[worst] if worst is not None else None,
     }
     on_ref = target / f"{name}.on-reference-pixels.npy"
-    if on_ref.exists():  # the target's inference on the reference's pixels: kernels alone
+    if on_ref.exists() and len(ok) == len(films):  # the target's inference on the reference's pixels: kernels alone
         on_ref_p = np.load(on_ref)[[films.index(f) for f in ok]]
         on_ref_p = np.where(np.isnan(on_ref_p), tgt_p, on_ref_p)  # NaN: same pixels, same inference
         kernel_dp = np.abs(on_ref_p - ref_p).max(axis=1)
@@ -136,6 +139,8 @@ def compare_pixels(reference: Path, target: Path, films: list[str]) -> list[dict
     """Decoding drift: how many films decode to different pixels on the two machines."""
     out = []
     for ref_file in sorted(reference.glob(PIXELS_STEM.split("{")[0] + "*.npy")):
+        if not (target / ref_file.name).exists():
+            continue
         ref, tgt = np.load(ref_file).astype(int), np.load(target / ref_file.name).astype(int)
         diff = np.abs(ref - tgt).reshape(len(films), -1)
         out.append({"pixels": ref_file.stem, "films_differing": int((diff.max(axis=1) > 0).sum()),
@@ -184,18 +189,20 @@ def render_markdown(parity: dict) -> str:
         "",
         f"Target: {parity['arch']}, {parity['python']}, {_packages(parity['packages'])}.  ",
         f"Reference: {ref['arch']} ({ref['cpu']}), {ref['python']}, {_packages(ref['packages'])}.  ",
-        f"{parity['n']} films (all of `fullres` and a stratified sample of the cxr3 test split). "
-        f"Runtime tests on the target: {parity['tests'].get('passed')} passed, {parity['tests'].get('failed')} "
-        f"failed, {parity['tests'].get('skipped')} skipped.",
+        f"{parity['n']} films (`films.txt`: `fullres` and the cxr3 test split, stratified samples). "
+        + ("Runtime tests on the target: not run." if parity["tests"]["passed"] is None else
+           f"Runtime tests on the target: {parity['tests']['passed']} passed, {parity['tests']['failed']} failed, "
+           f"{parity['tests']['skipped']} skipped."),
         "",
-        "| model | prediction agreement | flag agreement | max abs Δp | mean abs Δp | films Δp > 1e-4 | "
-        "max abs Δp, inference alone |",
-        "|---|---|---|---|---|---|---|",
+        "| model | films compared | prediction agreement | flag agreement | max abs Δp | mean abs Δp "
+        "| films Δp > 1e-4 | max abs Δp, inference alone |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in parity["models"]:
         lines.append(
-            f"| `{m['model']}` | {m['prediction_agreement']:.2%} | {m['flag_agreement']:.2%} | {m['max_abs_dp']:.2g} "
-            f"| {m['mean_abs_dp']:.2g} | {m['films_dp_over_1e-4']} | {_number(m.get('inference_only_max_abs_dp'))} |"
+            f"| `{m['model']}` | {m['n']} | {m['prediction_agreement']:.2%} | {m['flag_agreement']:.2%} "
+            f"| {m['max_abs_dp']:.2g} | {m['mean_abs_dp']:.2g} | {m['films_dp_over_1e-4']} "
+            f"| {_number(m.get('inference_only_max_abs_dp'))} |"
         )
     lines += ["", "Decoded pixels (the model input), target against reference:", ""]
     for d in parity["decoding"]:
