@@ -15,6 +15,7 @@ from xscreen.bench import (
     SCHEMA_VERSION,
     BenchError,
     BenchReport,
+    _hardware,
     bootstrap_macro_f1,
     latency_summary,
     measure_latency,
@@ -254,6 +255,24 @@ def test_fingerprint_names_the_cpu_and_its_simd_on_x86_and_a_raspberry_pi(text, 
     blocks = parse_cpuinfo(text)
     assert cpu_model(blocks) == model
     assert simd_features(blocks) == simd
+
+
+@pytest.mark.parametrize("machine, text, emulated", [
+    ("aarch64", X86_CPUINFO, True),  # qemu-user: an arm64 process reading its x86 host's cpuinfo
+    ("aarch64", RASPBERRY_PI_4_CPUINFO, False),
+    ("x86_64", X86_CPUINFO, False),
+    ("x86_64", RASPBERRY_PI_4_CPUINFO, True),
+    ("aarch64", "", False),  # no /proc/cpuinfo (macOS): nothing says so
+    ("aarch64", RASPBERRY_PI_4_CPUINFO.replace("Rev 1.4", "(emulated by qemu-user cortex-a72)"), True),
+])
+def test_fingerprint_says_emulated_when_the_process_and_the_cpu_differ(monkeypatch, machine, text, emulated):
+    monkeypatch.setattr(_hardware.platform, "machine", lambda: machine)
+    monkeypatch.setattr(_hardware, "_read_cpuinfo", lambda: parse_cpuinfo(text) if text else [])
+    hardware = _hardware.hardware_fingerprint()
+    assert hardware["emulated"] is emulated
+    assert ("emulated by qemu" in hardware["cpu_model"]) is emulated
+    if emulated and machine == "aarch64":  # the host's AVX flags are not the emulated CPU's
+        assert hardware["simd"] == ["neon"]
 
 
 def test_split_from_train_and_test_folders(tmp_path):

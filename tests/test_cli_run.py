@@ -27,6 +27,7 @@ from conftest import (
 
 from xscreen import cli
 from xscreen.runtime import _model as model_module
+from xscreen.runtime import load_model
 
 
 def xscreen(*args: str):
@@ -63,6 +64,16 @@ def test_run_writes_one_row_per_image_with_the_right_prediction(brightness_folde
     for text in ["predicted healthy │ 4", "predicted covid │ 4", "flagged for review │ 8", "errors │ 0",
                  "images/s", "not a medical device", f"results: {out}"]:
         assert text in summary, summary
+
+
+def test_margin_says_how_far_each_film_is_from_flipping_its_flag(brightness_folder, tmp_path):
+    out = tmp_path / "results.csv"
+    assert xscreen("run", Path(next(iter(brightness_folder))).parent, "-m", INT8_TFLITE, "--out", out).exit_code == 0
+    threshold = load_model(INT8_TFLITE).metadata.threshold
+    for row in rows(out):
+        margin = float(row["margin"])
+        assert margin == pytest.approx(1 - float(row["prob_healthy"]) - threshold, abs=2e-6)
+        assert (margin >= 0) == (row["flag"] == "true")
 
 
 def test_progress_is_plain_lines_when_not_a_terminal(brightness_folder, tmp_path):

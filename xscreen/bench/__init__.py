@@ -9,7 +9,8 @@ only with a new version)::
 
     schema_version   1
     tool             "xscreen bench"
-    hardware         cpu_model, machine, cores_logical, cores_physical, cores_usable,
+    hardware         cpu_model, emulated (true under qemu-user: timings are the emulator's), machine,
+                     cores_logical, cores_physical, cores_usable,
                      simd [e.g. "avx2", "avx512_vnni", "neon"], memory_mb, load_avg_1m, os, python,
                      xscreen, packages {distribution: version}, date_utc (ISO 8601)
     data             path, split, split_file, limit, seed, n_images, per_class {label: count},

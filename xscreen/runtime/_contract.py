@@ -105,9 +105,18 @@ class ModelMetadata:
 
     def needs_review(self, probabilities) -> bool | None:
         """The screening flag for one probability vector, or None when the model defines none."""
+        margin = self.review_margin(probabilities)
+        return None if margin is None else margin >= 0.0
+
+    def review_margin(self, probabilities) -> float | None:
+        """P(not negative) minus the threshold: how far a film is from flipping its flag (None: no threshold).
+
+        A film within a few output steps of zero can flip between runtimes (README, "The same answers on
+        every machine"); the flag is ``margin >= 0``.
+        """
         if self.negative_label is None or self.threshold is None:
             return None
-        return self._abnormal(probabilities) >= self.threshold
+        return self._abnormal(probabilities) - self.threshold
 
     def review_reason(self, probabilities) -> str | None:
         """Why the flag is what it is, in one line, e.g. ``P(not healthy) 0.970 >= threshold 0.941``."""
