@@ -138,12 +138,17 @@ def test_metadata_that_disagrees_with_the_model_is_exit_2(brightness_folder, tmp
     assert_one_line_error(result, 2, "2 labels", "outputs 3")
 
 
-def test_third_party_model_needs_and_takes_labels(brightness_folder, tmp_path):
+def test_third_party_model_needs_and_takes_labels_and_input_scaling(brightness_folder, tmp_path):
     folder = Path(next(iter(brightness_folder))).parent
     assert_one_line_error(xscreen("run", folder, "-m", THIRD_PARTY_TFLITE, "--out", tmp_path / "r.csv"), 2,
                           "--labels")
+    # No silent default for what the model's input expects: the one line names the four choices.
+    assert_one_line_error(xscreen("run", folder, "-m", THIRD_PARTY_TFLITE, "--labels", "dark,mid,bright",
+                                  "--out", tmp_path / "r.csv"), 2,
+                          "--input-scaling raw", "unit", "mobilenet_v2", "imagenet")
+    assert not (tmp_path / "r.csv").exists()
     result = xscreen("run", folder, "-m", THIRD_PARTY_TFLITE, "--labels", "dark, mid ,bright",
-                     "--out", tmp_path / "r.csv", "-q")
+                     "--input-scaling", "raw", "--out", tmp_path / "r.csv", "-q")
     assert result.exit_code == 0
     expected = {"healthy": "dark", "pneumonia": "mid", "covid": "bright"}
     assert {r["path"]: r["prediction"] for r in rows(tmp_path / "r.csv")} == \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -77,7 +78,7 @@ def test_batches_of_any_size_give_the_same_answers():
 
 
 def test_third_party_model_runs_with_labels_and_its_own_input_shape():
-    model = load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"])
+    model = load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"], input_scaling="raw")
     assert model.input_size == (24, 20)  # (height, width) read from the model, not square
     assert model.fixed_batch
     assert model.metadata.threshold is None and model.metadata.needs_review([1, 0, 0]) is None
@@ -87,12 +88,12 @@ def test_third_party_model_runs_with_labels_and_its_own_input_shape():
 
 @needs_onnxruntime
 def test_third_party_channels_first_rgb_model_gets_grey_tiled_to_rgb():
-    model = load_model(THIRD_PARTY_NCHW_ONNX, labels=["dark", "mid", "bright"])
+    model = load_model(THIRD_PARTY_NCHW_ONNX, labels=["dark", "mid", "bright"], input_scaling="raw")
     assert model.input_size == (24, 20) and not model.fixed_batch
     assert model.info()["input"]["shape"] == ["N", 3, 24, 20]
     probabilities = model.predict(flat_batch([0, 128, 250], size=(24, 20)))
     assert probabilities.argmax(1).tolist() == [0, 1, 2]
-    reference = load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"])
+    reference = load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"], input_scaling="raw")
     np.testing.assert_allclose(probabilities, reference.predict(flat_batch([0, 128, 250], size=(24, 20))),
                                atol=1e-5)
 
@@ -118,7 +119,7 @@ def test_label_count_must_match_outputs():
     with pytest.raises(ModelContractError, match=r"label_mismatch.tflite: 2 labels .* outputs 3"):
         load_model(LABEL_MISMATCH_TFLITE)
     with pytest.raises(ModelContractError, match="4 labels"):
-        load_model(THIRD_PARTY_TFLITE, labels=["a", "b", "c", "d"])
+        load_model(THIRD_PARTY_TFLITE, labels=["a", "b", "c", "d"], input_scaling="raw")
 
 
 def test_other_preprocessing_is_refused():
@@ -198,11 +199,29 @@ def test_predict_refuses_wrong_pixels():
 
 def test_integer_input_quantization_is_applied():
     spec = TensorSpec("image", (None, 4, 4, 1), np.dtype(np.int8), scale=2.0, zero_point=-128)
-    lut = model_module._quantization_lut(spec)
+    lut = model_module._input_lut(spec, "raw", 1, Path("m.tflite"))
     assert lut.dtype == np.int8
     assert lut[0] == -128 and lut[255] == 0 and lut[100] == -78  # q = round(x / 2) - 128
     identity = TensorSpec("image", (None, 4, 4, 1), np.dtype(np.uint8), scale=1.0, zero_point=0)
-    assert model_module._quantization_lut(identity) is None
+    assert model_module._input_lut(identity, "raw", 1, Path("m.tflite")) is None
+
+
+def test_input_scaling_is_applied_before_the_input_quantization():
+    # A third-party int8 model that wants [-1, 1]: q = round((x / 127.5 - 1) / (1 / 128)) + 0
+    spec = TensorSpec("image", (None, 4, 4, 3), np.dtype(np.int8), scale=1 / 128, zero_point=0)
+    lut = model_module._input_lut(spec, "mobilenet_v2", 3, Path("m.tflite"))
+    assert lut[0] == -128 and lut[255] == 127 and lut[128] == 1
+    floats = TensorSpec("image", (None, 4, 4, 3), np.dtype(np.float32))
+    imagenet = model_module._input_lut(floats, "imagenet", 3, Path("m.tflite"))
+    assert imagenet.shape == (3, 256)  # one table per RGB channel
+    np.testing.assert_allclose(imagenet[:, 255], (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225],
+                               rtol=1e-6)
+    with pytest.raises(ModelContractError, match="per RGB channel"):
+        model_module._input_lut(TensorSpec("image", (None, 4, 4, 1), np.dtype(np.float32)), "imagenet", 1,
+                                Path("m.tflite"))
+    with pytest.raises(ModelContractError, match="raw 0..255 pixels only"):
+        model_module._input_lut(TensorSpec("image", (None, 4, 4, 3), np.dtype(np.uint8)), "unit", 3,
+                                Path("m.tflite"))
 
 
 def test_available_backends_lists_installed_runtimes_without_importing_them():

@@ -47,6 +47,7 @@ from .runtime import (
     load_model,
     run_screening,
 )
+from .runtime._contract import INPUT_SCALINGS
 from .runtime._decode import PREPROCESSINGS
 
 DISCLAIMER = ("xscreen is not a medical device: its output is a research aid for triage studies, "
@@ -93,11 +94,32 @@ backend_option = click.option(
 )
 
 
+input_scaling_option = click.option(
+    "--input-scaling", type=click.Choice(list(INPUT_SCALINGS)),
+    help="What a model without xscreen metadata expects (required for one): raw 0..255, unit [0, 1], "
+         "mobilenet_v2 [-1, 1], imagenet mean/std.",
+)
+negative_label_option = click.option(
+    "--negative-label", metavar="LABEL", help="The label meaning nothing to review (sets the screening flag).")
+threshold_option = click.option(
+    "--threshold", type=click.FloatRange(0, 1), metavar="T",
+    help="Flag for review when 1 - p(negative label) >= T.")
+
+
+def assumption_options(command):
+    """--input-scaling, --negative-label, --threshold: what a model without metadata cannot say itself."""
+    return input_scaling_option(negative_label_option(threshold_option(command)))
+
+
 def open_model(path: Path | None, *, labels: Sequence[str] | None = None, threads: int | None = None,
-               backend: str | None = None) -> ScreeningModel:
-    """Load a model (the bundled one when ``path`` is None), turning every load failure into exit 2."""
+               backend: str | None = None, **assumptions) -> ScreeningModel:
+    """Load a model (the bundled one when ``path`` is None), turning every load failure into exit 2.
+
+    ``assumptions``: input_scaling, negative_label, threshold, as ``load_model`` takes them.
+    """
     try:
-        return load_model(path or default_model_path(), labels=labels, threads=threads, backend=backend)
+        return load_model(path or default_model_path(), labels=labels, threads=threads, backend=backend,
+                          **assumptions)
     except (ModelContractError, MissingRuntimeError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None
 
@@ -120,8 +142,10 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, thread
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any file could not be screened.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @backend_option
+@assumption_options
 def run(target: Path, model_path: Path | None, labels, out: Path, threads, workers, batch_size,
-        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, quiet: bool, backend) -> None:
+        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, quiet: bool, backend,
+        input_scaling=None, negative_label=None, threshold=None) -> None:
     """Screen every image in TARGET: a folder (searched recursively), one file, or a .txt list of paths.
 
     Reads PNG (8/16-bit), JPEG and DICOM (also without extension) files and writes one row per
@@ -136,7 +160,8 @@ def run(target: Path, model_path: Path | None, labels, out: Path, threads, worke
         raise CommandError(f"--out {out}: {blocking} is a file, not a folder")
     if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
         raise CommandError(f"{out} already exists: pass --resume to finish that run or --overwrite to replace it")
-    model = open_model(model_path, labels=labels, threads=threads, backend=backend)
+    model = open_model(model_path, labels=labels, threads=threads, backend=backend, input_scaling=input_scaling,
+                       negative_label=negative_label, threshold=threshold)
     err = Console(stderr=True)
     reporter = None if quiet else _ProgressReporter(err)
     try:
@@ -233,6 +258,8 @@ def _print_summary(console: Console, summary: RunSummary, model: ScreeningModel)
         highlight=False,
     )
     console.print(f"results: {escape(summary.out)}", highlight=False)
+    if model.assumptions:
+        console.print(f"[yellow]{escape(model.assumptions)}[/]", highlight=False)
     console.print(f"[dim]{DISCLAIMER}[/]")
 
 
@@ -241,10 +268,13 @@ def _print_summary(console: Console, summary: RunSummary, model: ScreeningModel)
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @labels_option
 @backend_option
+@assumption_options
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
-def info(model_path: Path | None, labels, backend, as_json: bool) -> None:
+def info(model_path: Path | None, labels, backend, as_json: bool, input_scaling=None, negative_label=None,
+         threshold=None) -> None:
     """Describe MODEL (default: the bundled model): labels, input, quantization, threshold, runtime."""
-    description = open_model(model_path, labels=labels, backend=backend).info()
+    description = open_model(model_path, labels=labels, backend=backend, input_scaling=input_scaling,
+                             negative_label=negative_label, threshold=threshold).info()
     description["installed_runtimes"] = available_backends()
     if as_json:
         click.echo(json.dumps(description, indent=2))
@@ -263,6 +293,8 @@ def info(model_path: Path | None, labels, backend, as_json: bool) -> None:
         "batch": description["batch"],
         "screening flag": _flag_line(description),
         "preprocessing": description["preprocessing"],
+        "input scaling": description["input_scaling"],
+        "assumed": description["assumptions"] or "nothing: the file carries xscreen metadata",
         "model version": meta["model_version"],
         "exported": meta["exported_at"],
         "exported by": meta["xscreen_version"] and f"xscreen {meta['xscreen_version']}",
@@ -327,8 +359,11 @@ def _parse_thread_counts(ctx, param, value: str) -> tuple[int, ...]:
               help="Decoding threads, as in xscreen run [default: one per core].")
 @click.option("--batch-size", type=click.IntRange(min=1),
               help=f"Images per batch, as in xscreen run [default: {DEFAULT_BATCH_SIZE}].")
+@labels_option
+@assumption_options
 def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: Path, limit, split, split_file,
-          floor, runs: int, warmup: int, seed: int, workers, batch_size) -> None:
+          floor, runs: int, warmup: int, seed: int, workers, batch_size, labels=None, input_scaling=None,
+          negative_label=None, threshold=None) -> None:
     """Measure speed against accuracy for each --model at each thread count on labelled folder DATA.
 
     DATA holds one sub-folder per class (or train/valid/test folders of them; a manifest.csv may
@@ -343,7 +378,9 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
 
     err = Console(stderr=True)
     config = BenchConfig(data=data, models=models, threads=threads, runs=runs, warmup=warmup, limit=limit,
-                         split=split, split_file=split_file, seed=seed, workers=workers, batch_size=batch_size)
+                         split=split, split_file=split_file, seed=seed, workers=workers, batch_size=batch_size,
+                         model_options={"labels": labels, "input_scaling": input_scaling,
+                                        "negative_label": negative_label, "threshold": threshold})
     try:
         report = run_bench(config, progress=lambda message: err.print(message, highlight=False, soft_wrap=True))
     except (BenchError, LabelledFolderError, ModelContractError, MissingRuntimeError) as exc:
@@ -363,6 +400,9 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
     hardware = report.hardware
     console.print(f"{escape(hardware['cpu_model'])}, {hardware['cores_logical']} cores, "
                   f"{escape(', '.join(hardware['simd']) or 'no SIMD flags found')}", highlight=False)
+    for row in report.results:
+        if row.get("assumptions") and row["threads"] == threads[0]:
+            console.print(f"[yellow]{escape(row['assumptions'])}[/]", highlight=False)
     console.print(f"wrote {escape(', '.join(str(p) for p in written.values() if p))}", highlight=False)
     if written["plot"] is None:
         console.print("no pareto.png: matplotlib is not installed (pip install 'xscreen[report]')")
