@@ -475,25 +475,37 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
 @click.option("--formats", default="all", show_default=True,
               help="all, or a comma-separated list of: " + ", ".join(list(EXPORT_FORMATS)))
 @click.option("--calibration", type=click.Path(path_type=Path),
-              help="Labelled folder of real images for int8 calibration (training images only are used).")
+              help="Labelled folder of real images for int8 calibration (training images only are used); "
+                   "for a model trained elsewhere, also where its threshold is chosen.")
 @click.option("--calibration-size", default=ExportConfig.calibration_size, show_default=True, type=click.IntRange(10),
               help="Training images used to calibrate int8 formats (stratified sample).")
 @click.option("--verify", type=click.Path(path_type=Path),
               help="Labelled folder to verify on (default: the training run's test split).")
 @click.option("--verify-size", type=click.IntRange(1), help="Verify on at most N images (stratified).")
-@click.option("--labels", help="Comma-separated labels in output order, for a model without model.json.")
+@click.option("--labels", callback=_parse_labels, metavar="A,B,C",
+              help="Comma-separated labels in output order, for a model without model.json.")
+@click.option("--input-scaling", type=click.Choice(list(INPUT_SCALINGS)),
+              help="For a model trained elsewhere (required): what its input expects; xscreen puts the "
+                   "grey-to-RGB tiling and this scaling inside the exported graph.")
+@negative_label_option
+@threshold_option
 @click.option("--out", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
 @click.option("--stem", default="xscreen", show_default=True, help="File name prefix.")
 @click.option("--strict", is_flag=True, help="Fail (exit 1) when an int8 format loses > 1 point of macro-F1.")
-def export_command(model, formats, calibration, calibration_size, verify, verify_size, labels, out, stem, strict):
-    """Export a trained Keras MODEL to TFLite and ONNX formats, each verified against it."""
+def export_command(model, formats, calibration, calibration_size, verify, verify_size, labels, input_scaling,
+                   negative_label, threshold, out, stem, strict):
+    """Export a Keras MODEL (.keras or .h5) to TFLite and ONNX formats, each verified against it.
+
+    A model trained elsewhere (no model.json beside it) needs --labels and --input-scaling: xscreen
+    wraps it to take grey 0..255 pixels and give probabilities (a softmax is added to a logits head).
+    """
     _require_training_stack()
     from .export import export_model
 
     config = ExportConfig(
         model=model, out=out, formats=formats, calibration=calibration, calibration_size=calibration_size,
-        verify=verify, verify_size=verify_size, stem=stem, strict=strict,
-        labels=tuple(s.strip() for s in labels.split(",")) if labels else None,
+        verify=verify, verify_size=verify_size, stem=stem, strict=strict, labels=labels,
+        input_scaling=input_scaling, negative_label=negative_label, threshold=threshold,
     )
     try:
         report = export_model(config, log=_log_line)
@@ -512,6 +524,8 @@ def export_command(model, formats, calibration, calibration_size, verify, verify
                       f"{row['macro_f1_delta'] * 100:+.2f}", f"[{colour}]{row['status']}[/] {escape(row['note'])}")
     console = Console() if Console().is_terminal else Console(width=200)
     console.print(table)
+    if report["wrapping"]:
+        console.print(f"wrapped: {escape(report['wrapping']['description'])}", highlight=False)
     console.print(f"report: {escape(str(out / 'export_report.md'))}", highlight=False)
     if any(row["status"] in ("fail", "error") for row in report["formats"]):
         sys.exit(1)
