@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +20,7 @@ from conftest import (
     OTHER_PREPROCESSING_TFLITE,
     THIRD_PARTY_NCHW_ONNX,
     THIRD_PARTY_TFLITE,
+    THIRD_PARTY_UNIT_LOGITS_ONNX,
     needs_onnxruntime,
 )
 
@@ -33,6 +34,7 @@ from xscreen.runtime import (
 )
 from xscreen.runtime import _model as model_module
 from xscreen.runtime._backends import TensorSpec
+from xscreen.runtime._contract import ModelMetadata
 
 
 def flat_batch(levels, size=(32, 32)) -> np.ndarray:
@@ -96,6 +98,56 @@ def test_third_party_channels_first_rgb_model_gets_grey_tiled_to_rgb():
     reference = load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"], input_scaling="raw")
     np.testing.assert_allclose(probabilities, reference.predict(flat_batch([0, 128, 250], size=(24, 20))),
                                atol=1e-5)
+
+
+@needs_onnxruntime
+def test_third_party_model_wanting_unit_input_and_ending_in_logits_gets_both():
+    names = ["dark", "mid", "bright"]
+    model = load_model(THIRD_PARTY_UNIT_LOGITS_ONNX, labels=names, input_scaling="unit")
+    assert model.metadata.input_scaling == "unit" and model.metadata.extra["output"].startswith("logits")
+    pixels = flat_batch([0, 60, 100, 128, 160, 200, 250], size=(24, 20))
+    # The same rule on raw pixels with its own softmax: xscreen's scaling and softmax must reproduce it.
+    reference = load_model(THIRD_PARTY_NCHW_ONNX, labels=names, input_scaling="raw")
+    assert reference.metadata.extra["output"].startswith("probabilities")
+    np.testing.assert_allclose(model.predict(pixels), reference.predict(pixels), atol=1e-5)
+    assert "input scaling unit" in model.assumptions and "no screening flag" in model.assumptions
+    # Fed raw 0..255 (what xscreen did before it asked), every image looks bright.
+    raw = load_model(THIRD_PARTY_UNIT_LOGITS_ONNX, labels=names, input_scaling="raw")
+    assert raw.predict(pixels).argmax(1).tolist() == [0] + [2] * 6
+
+
+def test_third_party_model_without_input_scaling_names_the_choices():
+    with pytest.raises(ModelContractError, match=r"--input-scaling raw .*unit .*mobilenet_v2 .*imagenet"):
+        load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"])
+
+
+def test_input_scaling_that_contradicts_the_metadata_is_refused():
+    assert load_model(FP32_TFLITE, input_scaling="raw").metadata.input_scaling == "raw"
+    with pytest.raises(ModelContractError, match="drop --input-scaling unit"):
+        load_model(FP32_TFLITE, input_scaling="unit")
+
+
+def test_metadata_written_before_input_scaling_existed_means_raw():
+    old = ModelMetadata(labels=LABELS, input_size=(32, 32)).to_json().replace('"input_scaling": "raw", ', "")
+    assert "input_scaling" not in old
+    assert ModelMetadata.from_json(old).input_scaling == "raw"
+    with pytest.raises(ModelContractError, match="input_scaling must be one of raw, unit"):
+        ModelMetadata(labels=LABELS, input_size=(32, 32), input_scaling="zscore")
+
+
+def test_negative_label_and_threshold_give_a_third_party_model_a_flag():
+    model = load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"], input_scaling="raw",
+                       negative_label="dark", threshold=0.5)
+    assert model.metadata.needs_review([0.9, 0.1, 0.0]) is False
+    assert model.metadata.needs_review([0.2, 0.7, 0.1]) is True
+    assert "review when 1 - p(dark) >= 0.5" in model.assumptions
+    with pytest.raises(ModelContractError, match="--negative-label one of dark, mid, bright"):
+        load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"], input_scaling="raw", threshold=0.5)
+    with pytest.raises(ModelContractError, match="'healthy' is not one of its labels"):
+        load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"], input_scaling="raw",
+                   negative_label="healthy")
+    # A model with metadata takes another operating point the same way.
+    assert load_model(FP32_TFLITE, threshold=0.9).metadata.threshold == 0.9
 
 
 def test_labels_must_be_a_sequence_not_a_string():
