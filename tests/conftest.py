@@ -1,7 +1,8 @@
 """Fixture images generated in code, and the committed fixture models (see fixtures/make_models.py).
 
 The brightness models classify by mean grey level: < 85 healthy, 85..170 pneumonia, > 170 covid,
-so a test can say what the right answer is.
+so a test can say what the right answer is. The scoped models add a cam and a scope output: a
+:func:`film` (a centre 60 levels brighter than its border) is in scope, its negative and noise are not.
 """
 
 from __future__ import annotations
@@ -29,11 +30,16 @@ THIRD_PARTY_NCHW_ONNX = MODELS / "third_party_nchw_rgb.onnx"  # no metadata, (N,
 THIRD_PARTY_UNIT_LOGITS_ONNX = MODELS / "third_party_unit_logits.onnx"
 LABEL_MISMATCH_TFLITE = MODELS / "label_mismatch.tflite"
 OTHER_PREPROCESSING_TFLITE = MODELS / "other_preprocessing.tflite"
+SCOPED_FP32_TFLITE = MODELS / "scoped_fp32.tflite"  # outputs: probabilities, cam (N, 4, 4, 3), scope (N, 2)
+SCOPED_INT8_TFLITE = MODELS / "scoped_int8.tflite"
+SCOPED_FP32_ONNX = MODELS / "scoped_fp32.onnx"  # the same, its outputs in another order
 # ONNX is an extra: without onnxruntime its tests skip instead of failing.
 needs_onnxruntime = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
                                        reason="onnxruntime not installed (pip install 'xscreen[onnx]')")
 ONNX_MODEL = pytest.param(FP32_ONNX, marks=needs_onnxruntime, id="brightness_fp32.onnx")
 CONTRACT_MODELS = [FP32_TFLITE, INT8_TFLITE, ONNX_MODEL]
+SCOPED_MODELS = [SCOPED_FP32_TFLITE, SCOPED_INT8_TFLITE,
+                 pytest.param(SCOPED_FP32_ONNX, marks=needs_onnxruntime, id="scoped_fp32.onnx")]
 LABELS = ("healthy", "pneumonia", "covid")
 # Flat grey levels and the label the brightness models must give them.
 LEVELS = {10: "healthy", 60: "healthy", 128: "pneumonia", 150: "pneumonia", 200: "covid", 245: "covid"}
@@ -42,6 +48,20 @@ LEVELS = {10: "healthy", 60: "healthy", 128: "pneumonia", 150: "pneumonia", 200:
 def grey(value: int, size: tuple[int, int] = (48, 40)) -> np.ndarray:
     """A flat uint8 image, ``size`` = (height, width)."""
     return np.full(size, value, dtype=np.uint8)
+
+
+def film(level: int, size: tuple[int, int] = (64, 64), noise: float = 5.0, seed: int = 0) -> np.ndarray:
+    """What the scoped fixture models call a film: border at ``level``, the middle half 60 levels brighter."""
+    height, width = size
+    pixels = np.full(size, level, dtype=np.float64)
+    pixels[height // 4: height - height // 4, width // 4: width - width // 4] += 60
+    pixels += np.random.default_rng(seed).normal(0, noise, size)
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def noise(size: tuple[int, int] = (64, 64), seed: int = 0) -> np.ndarray:
+    """Uniform random pixels: far from any film."""
+    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8)
 
 
 def save_png(path: Path, pixels: np.ndarray) -> Path:

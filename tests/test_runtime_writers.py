@@ -32,11 +32,11 @@ def test_csv_columns_and_rows(tmp_path):
     write(out, [OK, FAILED])
     rows = csv_rows(out)
     assert rows[0] == ["path", "status", "prediction", "prob_healthy", "prob_pneumonia", "prob_covid", "flag",
-                       "error"]
-    assert rows[1] == ["scans/a.png", "ok", "covid", "0.100000", "0.200000", "0.700000", "true", ""]
+                       "scope_score", "error"]
+    assert rows[1] == ["scans/a.png", "ok", "covid", "0.100000", "0.200000", "0.700000", "true", "", ""]
     # Errors stay on one line, so every row is one line of the file.
     reason = "corrupt or truncated image: image file is truncated"
-    assert rows[2] == ["scans/c.png", "error", "", "", "", "", "", reason]
+    assert rows[2] == ["scans/c.png", "error", "", "", "", "", "", "", reason]
     assert len(out.read_text().splitlines()) == 3
 
 
@@ -46,7 +46,7 @@ def test_jsonl_rows(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[0] == {"path": "scans/a.png", "status": "ok", "prediction": "covid",
                        "probabilities": {"healthy": 0.1, "pneumonia": 0.2, "covid": 0.7}, "flag": True,
-                       "error": None}
+                       "scope_score": None, "error": None}
     assert rows[1]["status"] == "error" and rows[1]["probabilities"] is None and "truncated" in rows[1]["error"]
 
 

@@ -423,7 +423,7 @@ def _require_training_stack() -> None:
 
 
 @main.command("train")
-@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/xscreen"), show_default=True,
               help="Run folder: model.keras, model.json, split.csv, report.json/.md.")
 @click.option("--weights", default="imagenet", show_default=True,
@@ -444,11 +444,16 @@ def _require_training_stack() -> None:
 @click.option("--horizontal-flip/--no-horizontal-flip", default=False, show_default=True)
 @click.option("--preprocessing", type=click.Choice(list(PREPROCESSINGS)), default=TrainConfig.preprocessing,
               show_default=True, help="Pixel pipeline, recorded in the model: the jpeg75 one matches cxr3's encoding.")
+@click.option("--source-balance", default=TrainConfig.source_balance, show_default=True, type=click.FloatRange(0, 1),
+              help="Within a class, weigh sources by n**(1-B): 0 by count, 1 every source equal.")
+@click.option("--hold-out", "hold_outs", multiple=True, metavar="NAME=FIELD:PATTERN",
+              help="Also train a model without these films and score it on them (repeatable), "
+                   "e.g. nih=source:nih-chestxray14 or normal2=file:*NORMAL2-*.")
 @click.option("--limit", type=click.IntRange(1), help="Use at most N images per class (quick runs).")
 @click.option("--seed", default=TrainConfig.seed, show_default=True)
 def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, head_epochs, epochs, patience,
-                  batch_size, min_sensitivity, horizontal_flip, preprocessing, limit, seed):
-    """Train a MobileNetV2 screening model on DATA (one sub-folder per class)."""
+                  batch_size, min_sensitivity, horizontal_flip, preprocessing, source_balance, hold_outs, limit, seed):
+    """Train a MobileNetV2 screening model on DATA... (labelled folders: one sub-folder per class)."""
     _require_training_stack()
     from .export import TrainConfig, train
 
@@ -456,7 +461,8 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
         data=data, out=out, weights=None if weights.lower() == "none" else weights, input_size=input_size,
         alpha=alpha, fine_tune_from=fine_tune_from, views=views, head_epochs=head_epochs, epochs=epochs,
         patience=patience, batch_size=batch_size, min_sensitivity=min_sensitivity,
-        horizontal_flip=horizontal_flip, preprocessing=preprocessing, limit=limit, seed=seed,
+        horizontal_flip=horizontal_flip, preprocessing=preprocessing, source_balance=source_balance,
+        hold_outs=hold_outs, limit=limit, seed=seed,
     )
     try:
         result = train(config, log=_log_line)
@@ -467,6 +473,8 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
     console.print(f"model {escape(str(result.model_path))}; report {escape(str(out / 'report.md'))}; "
                   f"{result.timings['total_s'] / 60:.1f} min in all, "
                   f"{result.timings['fine_tune_epoch_s']:.0f} s per fine-tune epoch", highlight=False)
+    if hold_outs:
+        console.print(f"hold-out figures (films the model never saw): {escape(str(out / 'report.md'))}")
     console.print(f"[dim]{DISCLAIMER}[/]")
 
 
@@ -475,8 +483,9 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
 @click.option("--formats", default="all", show_default=True,
               help="all, or a comma-separated list of: " + ", ".join(list(EXPORT_FORMATS)))
 @click.option("--calibration", type=click.Path(path_type=Path),
-              help="Labelled folder of real images for int8 calibration (training images only are used); "
-                   "for a model trained elsewhere, also where its threshold is chosen.")
+              help="Labelled folder for int8 calibration (its training-split images only); "
+                   "default: the run's training films. For a model trained elsewhere, also where its "
+                   "threshold is chosen.")
 @click.option("--calibration-size", default=ExportConfig.calibration_size, show_default=True, type=click.IntRange(10),
               help="Training images used to calibrate int8 formats (stratified sample).")
 @click.option("--verify", type=click.Path(path_type=Path),

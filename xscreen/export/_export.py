@@ -30,7 +30,7 @@ from ..runtime._labelled import (
 )
 from ..runtime._metrics import choose_threshold, classification_report, report_markdown
 from ._formats import ExportFormat, ExportInputs, resolve_formats
-from ._train import DISCLAIMER, METADATA_FILE, TrainConfig, decode_all
+from ._train import DISCLAIMER, METADATA_FILE, SCOPE_FILE, TrainConfig, decode_all
 from ._wrap import Wrapping, wrap_foreign_classifier
 
 FLOAT_MIN_AGREEMENT = 0.995  # a float format below this is a broken conversion
@@ -165,6 +165,9 @@ def _select_images(config: ExportConfig, split: dict[str, LabelledImage]):
         # Never calibrate on held-out images: they are what the verification judges.
         calibration = stratified_sample([img for img in pool if split_of(img) == "train"] if split else pool,
                                          config.calibration_size, config.seed)
+    elif split:  # the training run's own training films, from every folder it trained on
+        calibration = stratified_sample([img for img in split.values() if img.split == "train" and img.path.is_file()],
+                                        config.calibration_size, config.seed)
     if config.verify is not None:
         verify = labelled(config.verify, "verification")
         if split:
@@ -204,13 +207,16 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
 
     formats = resolve_formats(config.formats)
     config.model = Path(config.model)
-    model, wrapping = _contract_model(config, _load_classifier(config.model))
+    classifier, wrapping = _contract_model(config, _load_classifier(config.model))
     if wrapping is not None:
         log(f"wrapped {config.model.name}: {wrapping.describe()}")
-    base = _base_metadata(config, model, wrapping)
-    if any(f.name.endswith("int8") for f in formats) and config.calibration is None:
-        raise ExportError("int8 formats need real calibration images: pass --calibration DIR")
+    base = _base_metadata(config, classifier, wrapping)
+    model, outputs = _screening_model(config.model, classifier, base)
+    base = base.with_updates(outputs=outputs, scope=base.scope if "scope" in outputs else None)
+    log("outputs: " + ", ".join(f"{name} {tuple(shape)}" for name, shape in outputs.items()))
     split = _training_split(config.model)
+    if any(f.name.endswith("int8") for f in formats) and config.calibration is None and not split:
+        raise ExportError("int8 formats need real calibration images: pass --calibration DIR")
     calibration_images, verify_images, tuning_images = _select_images(config, split)
     unknown = sorted({img.label for img in verify_images} - set(base.labels))
     if unknown:
@@ -232,7 +238,7 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
                          float(base.extra["min_sensitivity"]))
         if base.threshold is None:
             base = base.with_updates(threshold=tuning.threshold_for(
-                lambda pixels: model.predict(pixels.astype(np.float32), batch_size=64, verbose=0)))
+                lambda pixels: classifier.predict(pixels.astype(np.float32), batch_size=64, verbose=0)))
             log(f"threshold {base.threshold:.4f} chosen on {len(tuning_images)} calibration images "
                 f"(abnormal sensitivity >= {tuning.min_sensitivity})")
     elif wrapping is not None and base.negative_label and base.threshold is None:
@@ -243,8 +249,9 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
         log(f"warning: fewer than {MIN_VERIFY_IMAGES} verification images: one flip moves agreement by "
             f"{100 / len(verify_images):.1f} points; pass --verify with a larger labelled folder")
 
-    keras_prob = model.predict(verify_pixels.astype(np.float32), batch_size=64, verbose=0)
-    reference = _Reference(verify_pixels, y_true, keras_prob,
+    keras_outputs = _named(model.predict(verify_pixels.astype(np.float32), batch_size=64, verbose=0), outputs)
+    keras_prob = keras_outputs["probabilities"]
+    reference = _Reference(verify_pixels, y_true, keras_prob, keras_outputs,
                            classification_report(y_true, keras_prob, base.labels, base.negative_label,
                                                  base.threshold), tuning)
     source_hash = file_sha256(config.model)
@@ -284,6 +291,23 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
     return report
 
 
+def _screening_model(path: Path, classifier, metadata: ModelMetadata):
+    """The classifier with its heatmap output and, when training fitted one, its scope output."""
+    from ._model import with_screening_outputs
+
+    scope_file = path.with_name(SCOPE_FILE)
+    if metadata.scope and scope_file.is_file():
+        with np.load(scope_file) as stats:
+            return with_screening_outputs(classifier, stats["mean"], stats["projection"])
+    return with_screening_outputs(classifier)
+
+
+def _named(predictions, outputs: dict) -> dict[str, np.ndarray]:
+    """Keras' list of outputs by role, in the order with_screening_outputs builds them."""
+    predictions = predictions if isinstance(predictions, (list, tuple)) else [predictions]
+    return dict(zip(outputs, (np.asarray(p) for p in predictions)))
+
+
 @dataclass(frozen=True)
 class _Reference:
     """The held-out images and what the Keras model says about them."""
@@ -291,6 +315,7 @@ class _Reference:
     pixels: np.ndarray
     y_true: np.ndarray
     prob: np.ndarray
+    outputs: dict  # every output of the Keras model by role
     report: dict
     tuning: _Tuning | None
 
@@ -357,12 +382,42 @@ def _export_one(fmt: ExportFormat, inputs: ExportInputs, metadata: ModelMetadata
     status, note = _judge(fmt, agreement, f1_delta, strict)
     row.update(status=status, note=note, runtime=runtime_model.backend, top1_agreement=agreement,
                max_abs_dp=float(np.abs(prob - reference.prob).max()), macro_f1_delta=f1_delta,
-               metrics=report)
+               metrics=report, **_extra_outputs_agreement(runtime_model, reference, metadata))
     line = (f"{fmt.name}: {row['size_bytes'] / 1e6:.2f} MB in {row['export_s']:.0f}s, agreement "
             f"{agreement:.4f}, max|Δp| {row['max_abs_dp']:.4f}, macro-F1 {report['macro_f1']:.4f} "
             f"({f1_delta * 100:+.2f} pts) -> {status.upper()}")
     log(line + (f": {note}" if note else ""))
     return row
+
+
+def _extra_outputs_agreement(runtime_model, reference: _Reference, metadata: ModelMetadata) -> dict:
+    """How the file's heatmaps and scope decisions compare with Keras' on the held-out images."""
+    from ..runtime._scope import scope_scores
+
+    found = {}
+    if "cam" not in reference.outputs and "scope" not in reference.outputs:
+        return found
+    outputs = runtime_model.predict_outputs(reference.pixels)
+    if "cam" in reference.outputs and outputs.cam is not None:
+        keras_cam = reference.outputs["cam"]
+        scale = float(np.abs(keras_cam).max()) or 1.0
+        # Heatmaps are read as shapes: the correlation of each film's map of its predicted class.
+        pred = reference.prob.argmax(1)
+        a = keras_cam[np.arange(len(pred)), :, :, pred].reshape(len(pred), -1)
+        b = outputs.cam[np.arange(len(pred)), :, :, pred].reshape(len(pred), -1)
+        corr = [np.corrcoef(x, y)[0, 1] for x, y in zip(a, b) if x.std() > 0 and y.std() > 0]
+        found["cam_max_abs_diff_relative"] = float(np.abs(outputs.cam - keras_cam).max() / scale)
+        found["cam_median_correlation"] = float(np.median(corr)) if corr else None
+    if "scope" in reference.outputs and outputs.scope_score is not None:
+        keras_score = scope_scores(reference.outputs["scope"], np.asarray(metadata.scope["class_means"], np.float32))
+        threshold = metadata.scope["threshold"]
+        found["scope_in_scope_rate"] = float((outputs.scope_score <= threshold).mean())
+        found["scope_in_scope_rate_keras"] = float((keras_score <= threshold).mean())
+        found["scope_decision_agreement"] = float(((outputs.scope_score <= threshold)
+                                                    == (keras_score <= threshold)).mean())
+        found["scope_score_max_rel_diff"] = float(np.max(np.abs(outputs.scope_score - keras_score)
+                                                          / np.maximum(keras_score, 1e-6)))
+    return found
 
 
 def _report_md(report: dict) -> str:

@@ -73,3 +73,36 @@ def set_batchnorm_momentum(model, momentum: float) -> None:
     for layer in model.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = momentum
+
+
+def with_screening_outputs(classifier, scope_mean=None, scope_projection=None):
+    """The classifier with the contract's optional outputs added (``runtime._contract``).
+
+    ``cam``: the last feature map through the final dense kernel as a 1x1 convolution, so the
+    class-activation maps are exact (the logits are their spatial means plus the bias).
+    ``scope``: the pooled features through the whitening projection of the out-of-scope statistic,
+    when one is given. Returns ``(model, outputs)``, ``outputs`` being the per-image shapes that go
+    into the metadata. A classifier that is not GAP + dense (a user's own) gets no cam output.
+    """
+    import keras
+    from keras import layers
+
+    outputs = [classifier.output]
+    shapes = {"probabilities": [int(classifier.output.shape[-1])]}
+    try:
+        features, pooled = classifier.get_layer("out_relu").output, classifier.get_layer("pool").output
+        dense = classifier.get_layer("probabilities")
+    except ValueError:
+        return classifier, shapes
+    kernel = dense.get_weights()[0]
+    cam_layer = layers.Conv2D(kernel.shape[1], 1, use_bias=False, name="cam")
+    outputs.append(cam_layer(features))
+    cam_layer.set_weights([kernel.reshape(1, 1, *kernel.shape)])
+    shapes["cam"] = [int(d) for d in outputs[-1].shape[1:]]
+    if scope_projection is not None:
+        scope_layer = layers.Dense(scope_projection.shape[1], name="scope")
+        outputs.append(scope_layer(pooled))
+        scope_layer.set_weights([scope_projection.astype("float32"),
+                                 (-scope_mean @ scope_projection).astype("float32")])
+        shapes["scope"] = [int(scope_projection.shape[1])]
+    return keras.Model(classifier.input, outputs, name=f"{classifier.name}_screening"), shapes

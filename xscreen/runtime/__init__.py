@@ -5,9 +5,9 @@ Everything public is re-exported here; the underscored modules are private.
 
 from ._backends import BACKEND_NAMES, MissingRuntimeError, available_backends
 from ._contract import METADATA_KEY, ModelContractError, ModelMetadata
-from ._decode import IMAGE_EXTENSIONS, PREPROCESSING_ID, DecodeError, decode_radiograph
+from ._decode import IMAGE_EXTENSIONS, PREPROCESSING_ID, DecodeError, OutOfScopeError, decode_radiograph
 from ._discover import discover_inputs
-from ._model import ScreeningModel, default_model_path, load_model
+from ._model import ModelOutputs, ScreeningModel, default_model_path, load_model
 from ._pipeline import DEFAULT_BATCH_SIZE, ScreeningResult, screen_files
 from ._run import NoInputsError, RunSummary, run_screening
 from ._writers import OUTPUT_SUFFIXES, ResumeError, open_writer, result_columns
@@ -23,7 +23,9 @@ __all__ = [
     "MissingRuntimeError",
     "ModelContractError",
     "ModelMetadata",
+    "ModelOutputs",
     "NoInputsError",
+    "OutOfScopeError",
     "ResumeError",
     "RunSummary",
     "ScreeningModel",

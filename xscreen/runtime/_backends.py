@@ -1,7 +1,8 @@
 """Inference runtimes: one table of backends, and a thin engine per model format.
 
-An engine hides the runtime's API behind four things: the input and output tensor specs, the
-``xscreen`` metadata the file carries, and ``run(batch) -> raw output``. Everything the contract
+An engine hides the runtime's API behind four things: the input spec, the specs of every output
+(``outputs``, in the runtime's order, which differs between formats), the ``xscreen`` metadata the
+file carries, and ``run(batch) -> [raw output, ...]`` in the order of ``outputs``. Everything the contract
 says about pixels, quantization and labels lives in ``_model.py``, once for all formats.
 Runtimes are imported only when a model is opened, so ``import xscreen.runtime`` stays light.
 """
@@ -134,11 +135,10 @@ def open_engine(path: Path, fmt: str, threads: int, backend: str | None):
     raise MissingRuntimeError(_MISSING_RUNTIME[fmt])
 
 
-def _single(kind: str, tensors: list, path: Path):
+def _single_input(tensors: list, path: Path):
     if len(tensors) != 1:
         raise ModelContractError(
-            f"{path}: the model has {len(tensors)} {kind}s; an xscreen model has exactly one "
-            f"({'grey image batch' if kind == 'input' else 'class probabilities'})"
+            f"{path}: the model has {len(tensors)} inputs; an xscreen model has exactly one (a grey image batch)"
         )
     return tensors[0]
 
@@ -158,11 +158,13 @@ class TFLiteEngine:
         except (ValueError, RuntimeError) as exc:
             raise ModelContractError(f"{path}: the TFLite runtime cannot load it: {exc}") from exc
         self._model = model  # the interpreter reads from this buffer; keep it alive
-        inp = _single("input", self._interpreter.get_input_details(), path)
-        out = _single("output", self._interpreter.get_output_details(), path)
-        self._input_index, self._output_index = inp["index"], out["index"]
+        inp = _single_input(self._interpreter.get_input_details(), path)
+        outputs = self._interpreter.get_output_details()
+        self._input_index = inp["index"]
+        self._output_indices = [out["index"] for out in outputs]
         self._input_shape = tuple(int(d) for d in inp["shape"])
-        self.input, self.output = self._spec(inp), self._spec(out)
+        self.input = self._spec(inp)
+        self.outputs = [self._spec(out) for out in outputs]
 
     @staticmethod
     def _spec(detail: dict) -> TensorSpec:
@@ -176,8 +178,8 @@ class TFLiteEngine:
             zero_point=int(zero_point),
         )
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Raw output for an input batch already in the model's dtype and layout."""
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Raw outputs, in the order of ``outputs``, for a batch already in the model's dtype and layout."""
         interpreter = self._interpreter
         if batch.shape != self._input_shape:
             interpreter.resize_tensor_input(self._input_index, batch.shape)
@@ -185,7 +187,7 @@ class TFLiteEngine:
             self._input_shape = batch.shape
         interpreter.set_tensor(self._input_index, batch)
         interpreter.invoke()
-        return interpreter.get_tensor(self._output_index)
+        return [interpreter.get_tensor(index) for index in self._output_indices]
 
 
 class OnnxEngine:
@@ -208,9 +210,9 @@ class OnnxEngine:
             raise ModelContractError(f"{path}: onnxruntime cannot load it: {exc}") from exc
         metadata = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         self.metadata = None if metadata is None else metadata.encode("utf-8")
-        inp = _single("input", self._session.get_inputs(), path)
-        out = _single("output", self._session.get_outputs(), path)
-        self.input, self.output = self._spec(inp, path), self._spec(out, path)
+        inp = _single_input(self._session.get_inputs(), path)
+        self.input = self._spec(inp, path)
+        self.outputs = [self._spec(out, path) for out in self._session.get_outputs()]
         self._input_name = inp.name
 
     @classmethod
@@ -220,9 +222,9 @@ class OnnxEngine:
         shape = tuple(d if isinstance(d, int) and d > 0 else None for d in arg.shape)
         return TensorSpec(name=arg.name, shape=shape, dtype=np.dtype(cls._DTYPES[arg.type]))
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Raw output for an input batch already in the model's dtype and layout."""
-        return self._session.run(None, {self._input_name: batch})[0]
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Raw outputs, in the order of ``outputs``, for a batch already in the model's dtype and layout."""
+        return self._session.run(None, {self._input_name: batch})
 
 
 # Preference order within a format: the first one installed is used unless the caller names one.

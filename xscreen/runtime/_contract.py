@@ -11,8 +11,17 @@ Every model xscreen exports (``xscreen.export``) follows it, and the runtime rea
   ``unit`` [0, 1], ``mobilenet_v2`` [-1, 1], ``imagenet`` (x / 255 - mean) / std per RGB channel.
   The runtime applies it after tiling grey to the model's channels; ``xscreen export`` puts it
   inside the graph instead, so every exported file is ``raw``.
-* **Output**: one tensor ``(N, len(labels))`` of probabilities (softmax) in label order. A third-party
-  model that outputs logits gets a softmax from the runtime, and says so (``extra["output"]``).
+* **Outputs**, told apart by their per-image shape as ``metadata.outputs`` declares them (never by
+  name or order, which differ between formats):
+
+  - ``probabilities`` ``(N, C)``: softmax over the labels, in label order. Always present. A
+    third-party model that outputs logits gets a softmax from the runtime, and says so
+    (``extra["output"]``).
+  - ``cam`` ``(N, h, w, C)``: the class-activation map, the last feature map times the final dense
+    kernel (no bias, no softmax): heatmaps from numpy alone, exact for a GAP + dense head.
+  - ``scope`` ``(N, k)``: whitened PCA coordinates of the pooled features, ``z = (f - mean) @ W``.
+    The score ``min_c mean_j (z_j - class_means[c][j])^2`` (about 1 for training-like films) above
+    ``metadata.scope["threshold"]`` puts a film out of scope.
 * **Metadata**: a JSON object (:class:`ModelMetadata`) stored *inside* the model file: in a
   ``.tflite`` as the flatbuffer metadata entry named :data:`METADATA_KEY`, in an ``.onnx`` as the
   ``metadata_props`` entry of that name. A model without it still runs when the caller supplies
@@ -91,6 +100,11 @@ class ModelMetadata:
     xscreen_version: str | None = None
     data_summary: str | None = None
     extra: dict = field(default_factory=dict)
+    # Per-image shapes of the outputs present: {"probabilities": [C], "cam": [h, w, C], "scope": [k]};
+    # None: one output, the probabilities (files written before xscreen 0.2).
+    outputs: dict | None = None
+    # Out-of-scope statistics for the "scope" output (see the module docstring); None: no image scope check.
+    scope: dict | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

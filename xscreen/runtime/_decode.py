@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ._scope import dicom_header_reason
+
 # Bump the suffix whenever anything below changes the pixels a model sees.
 PREPROCESSING_ID = "xscreen-grey-squash-bilinear-v1"
 # The same, then a JPEG quality-75 round trip at the model's input size: the encoding of the cxr3
@@ -47,6 +49,10 @@ class DecodeError(Exception):
     """A file that cannot be turned into a radiograph; the message is the reason shown to the user."""
 
 
+class OutOfScopeError(DecodeError):
+    """A readable file that is not a frontal chest radiograph (its DICOM header says so)."""
+
+
 def sniff_format(path: str | os.PathLike) -> str | None:
     """Return ``"png"``, ``"jpeg"`` or ``"dicom"`` from a file's first bytes, or None."""
     with open(path, "rb") as fh:
@@ -61,18 +67,21 @@ def sniff_format(path: str | os.PathLike) -> str | None:
 
 
 def decode_radiograph(
-    path: str | os.PathLike, size: tuple[int, int] | None = None, preprocessing: str = PREPROCESSING_ID
+    path: str | os.PathLike, size: tuple[int, int] | None = None, preprocessing: str = PREPROCESSING_ID,
+    *, scope_check: bool = False,
 ) -> np.ndarray:
     """Decode a PNG (8/16-bit), JPEG or DICOM file into a grey ``uint8`` array.
 
     ``size`` is ``(height, width)``; when given, the image is squashed to it (no crop, the aspect
     ratio is not kept, as in the training data) with :data:`RESAMPLE`, then finished as the
     ``preprocessing`` id (a key of :data:`PREPROCESSINGS`, from the model's metadata) says.
-    Raises :class:`DecodeError` with a reason a user can act on.
+    Raises :class:`DecodeError` with a reason a user can act on; with ``scope_check``, its subclass
+    :class:`OutOfScopeError` for a DICOM whose header says it is not a frontal chest radiograph
+    (checked before its pixels are decoded).
     """
     if preprocessing not in PREPROCESSINGS:
         raise ValueError(f"unknown preprocessing {preprocessing!r}; known: {', '.join(PREPROCESSINGS)}")
-    grey = _decode_any(path, size)
+    grey = _decode_any(path, size, scope_check)
     quality = PREPROCESSINGS[preprocessing]
     return grey if size is None or quality is None else jpeg_round_trip(grey, quality)
 
@@ -86,7 +95,7 @@ def jpeg_round_trip(grey: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(im.convert("L"))
 
 
-def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None) -> np.ndarray:
+def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None, scope_check: bool) -> np.ndarray:
     path = Path(path)
     try:
         info = path.stat()
@@ -100,7 +109,7 @@ def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None) -> np.nda
     if kind is None:
         raise DecodeError("not a PNG, JPEG or DICOM file (unrecognised content)")
     if kind == "dicom":
-        grey = _decode_dicom(path)
+        grey = _decode_dicom(path, scope_check)
         return grey if size is None else resize_grey(grey, size)
     return _decode_pillow(path, size)
 
@@ -181,7 +190,7 @@ def _import_pydicom():
     return pydicom
 
 
-def _decode_dicom(path: Path) -> np.ndarray:
+def _decode_dicom(path: Path, scope_check: bool) -> np.ndarray:
     pydicom = _import_pydicom()
     try:
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -192,6 +201,9 @@ def _decode_dicom(path: Path) -> np.ndarray:
         ds = pydicom.dcmread(path)
     except Exception as exc:  # pydicom raises many types for a damaged header
         raise DecodeError(f"unreadable DICOM header: {exc}") from exc
+    reason = dicom_header_reason(ds) if scope_check else None
+    if reason is not None:
+        raise OutOfScopeError(reason)
     if "PixelData" not in ds:
         raise DecodeError("DICOM file has no pixel data (a report or structured document?)")
     _check_dimensions(int(ds.get("Columns", 0)), int(ds.get("Rows", 0)))

@@ -28,14 +28,17 @@ class LabelledImage:
     label: str
     group: str  # the patient (or cluster of near-identical films); split by it, never by file
     split: str | None = None  # "train"/"val"/"test" when the folder layout fixes it
+    source: str = ""  # where the film comes from (manifest ``source``; else the folder's name)
+    population: str = ""  # manifest ``population`` (e.g. pediatric / adult), "" when unknown
 
 
 def read_labelled_folder(root: str | os.PathLike) -> list[LabelledImage]:
     """List the images of a labelled folder, sorted, with their class and patient group.
 
     Layouts: ``root/<class>/*`` or ``root/{train,valid,test}/<class>/*``. A ``manifest.csv`` at
-    the root with ``file,label[,group]`` columns overrides the folder labels and supplies the
-    patient groups; without it each file is its own group.
+    the root with ``file,label[,group,source,population]`` columns overrides the folder labels and
+    supplies the patient groups and sources; without it each file is its own group and the
+    folder's name is the source.
     """
     root = Path(root)
     if not root.is_dir():
@@ -78,7 +81,7 @@ def _class_folders(parent: Path, root: Path, split: str | None) -> list[Labelled
             )
         for path in files:
             group = path.relative_to(root).as_posix()
-            images.append(LabelledImage(path, class_dir.name, group, split))
+            images.append(LabelledImage(path, class_dir.name, group, split, source=root.name))
     return images
 
 
@@ -103,9 +106,42 @@ def _apply_manifest(root: Path, images: list[LabelledImage]) -> list[LabelledIma
                 row.get("label") or img.label,
                 row.get("group") or img.group,
                 img.split,
+                source=row.get("source") or img.source,
+                population=row.get("population") or "",
             )
         )
     return out
+
+
+def cohort_of(image: LabelledImage) -> str:
+    """The cohort a film is reported in: its source, population and, where a source names two
+    collections by file name (Kermany's ``IM-`` and ``NORMAL2-IM-`` normals), that series."""
+    parts = [image.source or "unknown source"]
+    if image.population:
+        parts.append(image.population)
+    name = image.path.name
+    if "NORMAL2-" in name:
+        parts.append("NORMAL2 series")
+    elif name.startswith("kermany-IM-"):
+        parts.append("IM series")
+    return " / ".join(parts)
+
+
+def read_labelled_folders(roots) -> list[LabelledImage]:
+    """Several labelled folders as one list (``xscreen train cxr3 nih``): each keeps its manifest.
+
+    Patient groups are prefixed with the folder's name, so two folders cannot share a patient id by chance.
+    """
+    roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+    if len({Path(r).resolve() for r in roots}) != len(roots):
+        raise LabelledFolderError(f"a folder is named twice in {[str(r) for r in roots]}")
+    if len(roots) == 1:
+        return read_labelled_folder(roots[0])
+    return [
+        LabelledImage(img.path, img.label, f"{Path(root).name}/{img.group}", img.split, img.source, img.population)
+        for root in roots
+        for img in read_labelled_folder(root)
+    ]
 
 
 def read_split_csv(split_file: str | os.PathLike) -> list[LabelledImage]:
@@ -127,7 +163,8 @@ def read_split_csv(split_file: str | os.PathLike) -> list[LabelledImage]:
         path = Path(row["file"])
         if not path.is_absolute() and not path.exists():
             path = split_file.parent / path
-        images.append(LabelledImage(path.resolve(), row.get("label", ""), row.get("group", ""), row["split"]))
+        images.append(LabelledImage(path.resolve(), row.get("label", ""), row.get("group", ""), row["split"],
+                                    row.get("source", ""), row.get("population", "")))
     return images
 
 

@@ -146,3 +146,55 @@ def report_markdown(report: dict, title: str | None = None) -> str:
             f"(TP {screening['tp']}, FN {screening['fn']}, TN {screening['tn']}, FP {screening['fp']}).",
         ]
     return "\n".join(lines) + "\n"
+
+
+def cohort_report(
+    y_true: Sequence[int],
+    probabilities: np.ndarray,
+    labels: Sequence[str],
+    cohorts: Sequence[str],
+    negative_label: str | None = None,
+    threshold: float | None = None,
+) -> dict[str, dict]:
+    """Figures per cohort (a source, a population, a naming series...): the pooled figure hides them.
+
+    Each cohort gets its size, recall per true class present, what its films were called, macro-F1
+    over the classes present, and, when it holds both healthy and abnormal films, the ROC AUC of
+    P(abnormal) and the screening point at ``threshold``.
+    """
+    y_true = np.asarray(y_true, int)
+    probabilities = np.asarray(probabilities, float)
+    cohorts = np.asarray(cohorts)
+    out = {}
+    for cohort in sorted(set(cohorts.tolist())):
+        members = cohorts == cohort
+        report = classification_report(y_true[members], probabilities[members], labels, negative_label, threshold)
+        predicted = probabilities[members].argmax(axis=1)
+        entry = {
+            "n": report["n"],
+            "macro_f1_present": report["macro_f1"],
+            "recall": {lab: row["recall"] for lab, row in report["per_class"].items() if row["support"]},
+            "support": {lab: row["support"] for lab, row in report["per_class"].items() if row["support"]},
+            "called": {lab: int((predicted == i).sum()) for i, lab in enumerate(labels)},
+        }
+        screening = report.get("screening")
+        if screening and screening["tp"] + screening["fn"] and screening["tn"] + screening["fp"]:
+            entry["abnormal_roc_auc"] = screening["roc_auc"]
+            entry["sensitivity"], entry["specificity"] = screening["sensitivity"], screening["specificity"]
+        out[cohort] = entry
+    return out
+
+
+def cohort_markdown(cohorts: dict[str, dict], title: str | None = None) -> str:
+    """One row per cohort: n, recall per class present, macro-F1 over them, AUC and the screening point."""
+    lines = [f"### {title}", ""] if title else []
+    lines += ["| cohort | n | recall per true class | called | macro-F1 (classes present) | "
+              "abnormal ROC AUC | sens / spec |", "|---|---|---|---|---|---|---|"]
+    for name, row in cohorts.items():
+        recall = ", ".join(f"{lab} {v:.3f} ({row['support'][lab]})" for lab, v in row["recall"].items())
+        called = ", ".join(f"{lab} {v}" for lab, v in row["called"].items() if v)
+        auc = row.get("abnormal_roc_auc")
+        point = (f"{row['sensitivity']:.3f} / {row['specificity']:.3f}" if "sensitivity" in row else "")
+        lines.append(f"| {name} | {row['n']} | {recall} | {called} | {row['macro_f1_present']:.4f} | "
+                     f"{'' if auc is None else f'{auc:.4f}'} | {point} |")
+    return "\n".join(lines) + "\n"

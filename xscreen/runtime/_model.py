@@ -1,14 +1,15 @@
 """Open a model file and turn decoded pixels into class probabilities, for every format alike.
 
-What a model needs (dtype, quantization, layout, batch) is read once at load time; ``predict``
-then does the least work per batch: one cast or lookup, one runtime call.
+What a model needs (dtype, quantization, layout, batch, which output is which) is read once at
+load time; ``predict`` then does the least work per batch: one cast or lookup, one runtime call.
+``predict_outputs`` adds what the optional outputs say: the class-activation map and the scope score.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,9 @@ import numpy as np
 from ._backends import TensorSpec, model_format, open_engine, usable_cores
 from ._contract import INPUT_SCALING_CHOICES, INPUT_SCALINGS, ModelContractError, ModelMetadata
 from ._decode import PREPROCESSINGS
+from ._scope import scope_scores
+
+OUTPUT_ROLES = ("probabilities", "cam", "scope")  # what an output can be (see _contract.py)
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "xscreen_int8.tflite"
 
@@ -28,6 +32,15 @@ def default_model_path() -> Path:
             "pass --model PATH to a .tflite or .onnx file written by xscreen export"
         )
     return BUNDLED_MODEL
+
+
+@dataclass
+class ModelOutputs:
+    """Everything a model says about a batch of N images."""
+
+    probabilities: np.ndarray  # (N, C) float32, label order
+    cam: np.ndarray | None  # (N, h, w, C) float32 class-activation maps; None: the model has none
+    scope_score: np.ndarray | None  # (N,) float32, in scope when <= metadata.scope["threshold"]; None: no scope
 
 
 class ScreeningModel:
@@ -56,10 +69,10 @@ class ScreeningModel:
         if self._input_lut is not None and self._input_lut.ndim == 2:
             self._lut_channels = np.arange(self._channels).reshape((1, 1, 1, -1) if self._channels_last
                                                                    else (1, -1, 1, 1))
-        out = engine.output
-        self._output_scale = out.scale if out.quantized else None
-        self._output_zero_point = out.zero_point
         self._softmax = metadata.extra.get("output") == LOGITS_OUTPUT
+        self._roles = match_outputs(engine.outputs, metadata, path)
+        scope = metadata.scope if "scope" in self._roles else None
+        self._class_means = None if scope is None else _class_means(scope, self.labels, path)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -75,8 +88,39 @@ class ScreeningModel:
         """True when the model runs one image per call (its batch dimension is fixed)."""
         return self._fixed_batch
 
+    @property
+    def has_heatmaps(self) -> bool:
+        """True when the model outputs class-activation maps (``predict_outputs().cam``)."""
+        return "cam" in self._roles
+
+    @property
+    def has_scope(self) -> bool:
+        """True when the model scores how far a film is from its training films (a scope output and statistics)."""
+        return self._class_means is not None
+
+    @property
+    def scope_threshold(self) -> float | None:
+        """A film whose scope score exceeds this is out of scope; None when the model has no scope check."""
+        return float(self.metadata.scope["threshold"]) if self.has_scope else None
+
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, len(labels))`` float32 for grey pixels ``(N, H, W, 1)`` uint8."""
+        return self._output(self._run(pixels), "probabilities", len(pixels))
+
+    def predict_outputs(self, pixels: np.ndarray) -> ModelOutputs:
+        """Probabilities, class-activation maps and scope scores for grey pixels ``(N, H, W, 1)`` uint8."""
+        n = len(pixels)
+        raw = self._run(pixels)
+        scope_score = None
+        if self._class_means is not None:
+            scope_score = scope_scores(self._output(raw, "scope", n), self._class_means)
+        return ModelOutputs(
+            probabilities=self._output(raw, "probabilities", n),
+            cam=self._output(raw, "cam", n) if self.has_heatmaps else None,
+            scope_score=scope_score,
+        )
+
+    def _run(self, pixels: np.ndarray) -> list[np.ndarray]:
         height, width = self.metadata.input_size
         if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (height, width, 1):
             raise ValueError(
@@ -85,10 +129,9 @@ class ScreeningModel:
             )
         batch = self._model_input(pixels)
         if self._fixed_batch:
-            raw = np.concatenate([self._engine.run(batch[i:i + 1]) for i in range(len(batch))])
-        else:
-            raw = self._engine.run(batch)
-        return self._probabilities(raw, len(pixels))
+            per_image = [self._engine.run(batch[i:i + 1]) for i in range(len(batch))]
+            return [np.concatenate(parts) for parts in zip(*per_image)]
+        return self._engine.run(batch)
 
     def _model_input(self, pixels: np.ndarray) -> np.ndarray:
         if not self._channels_last:
@@ -105,18 +148,22 @@ class ScreeningModel:
         return pixels.astype(self._input_dtype) if pixels.dtype != self._input_dtype \
             else np.ascontiguousarray(pixels)
 
-    def _probabilities(self, raw: np.ndarray, n: int) -> np.ndarray:
-        raw = raw.reshape(n, -1)
-        if raw.shape[1] != len(self.labels):
-            raise ModelContractError(
-                f"{self.path}: the model outputs {raw.shape[1]} values per image but has "
-                f"{len(self.labels)} labels"
-            )
-        if self._output_scale is not None:
-            raw = (raw.astype(np.float32) - self._output_zero_point) * np.float32(self._output_scale)
-        if self._softmax:
-            return _softmax(raw.astype(np.float32, copy=False))
-        return raw.astype(np.float32, copy=False)
+    def _output(self, raw: list[np.ndarray], role: str, n: int) -> np.ndarray:
+        """One output as float32, dequantized if the runtime left it quantized."""
+        index = self._roles[role]
+        values, spec = raw[index], self._engine.outputs[index]
+        if role == "probabilities":
+            values = values.reshape(n, -1)
+            if values.shape[1] != len(self.labels):
+                raise ModelContractError(
+                    f"{self.path}: the model outputs {values.shape[1]} values per image but has "
+                    f"{len(self.labels)} labels"
+                )
+        if spec.quantized:
+            values = (values.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+        if role == "probabilities" and self._softmax:
+            return _softmax(values.astype(np.float32, copy=False))
+        return values.astype(np.float32, copy=False)
 
     @property
     def assumptions(self) -> str | None:
@@ -144,9 +191,12 @@ class ScreeningModel:
             "input_size": list(meta.input_size),
             "batch": "one image per call" if self._fixed_batch else "dynamic",
             "input": self._engine.input.describe(),
-            "output": self._engine.output.describe(),
+            "output": self._engine.outputs[self._roles["probabilities"]].describe(),
+            "outputs": {role: self._engine.outputs[index].describe() for role, index in self._roles.items()},
             "negative_label": meta.negative_label,
             "threshold": meta.threshold,
+            "heatmaps": self.has_heatmaps,
+            "scope": meta.scope if self.has_scope else None,
             "preprocessing": meta.preprocessing,
             "input_scaling": meta.input_scaling,
             "assumptions": self.assumptions,
@@ -155,6 +205,64 @@ class ScreeningModel:
 
     def __repr__(self) -> str:
         return f"ScreeningModel({str(self.path)!r}, {self.backend}, labels={list(self.labels)})"
+
+
+def match_outputs(specs: Sequence[TensorSpec], metadata: ModelMetadata, path: Path) -> dict[str, int]:
+    """Role (``probabilities``, ``cam``, ``scope``) -> index in ``specs``, by per-image shape.
+
+    Shapes come from ``metadata.outputs``; without it (older or third-party files) the one output is
+    the probabilities. Names and order are never used: they differ between formats and converters.
+    """
+    declared = metadata.outputs
+    if declared is None and len(specs) != 1:
+        raise ModelContractError(
+            f"{path}: the model has {len(specs)} outputs and no metadata saying which is which; "
+            "a model without xscreen metadata must have exactly one output, the class probabilities"
+        )
+    if declared is not None and "probabilities" not in declared:
+        raise ModelContractError(f"{path}: its metadata declares no probabilities output ({sorted(declared)})")
+    n_probabilities = specs[0].shape[-1] if declared is None else declared["probabilities"][-1]
+    if n_probabilities is not None and n_probabilities != len(metadata.labels):
+        raise ModelContractError(
+            f"{path}: {len(metadata.labels)} labels ({', '.join(metadata.labels)}) but the model "
+            f"outputs {n_probabilities} values per image"
+        )
+    if declared is None:
+        return {"probabilities": 0}
+    roles: dict[str, int] = {}
+    for role in OUTPUT_ROLES:
+        if role not in declared:
+            continue
+        shape = tuple(declared[role])
+        fits = [i for i, spec in enumerate(specs) if _fits(spec.shape[1:], shape)]
+        if len(fits) != 1:
+            found = ", ".join(str(["N" if d is None else d for d in spec.shape]) for spec in specs)
+            raise ModelContractError(
+                f"{path}: its metadata declares a {role} output of shape (N, {', '.join(map(str, shape))}) "
+                f"but {'none' if not fits else 'several'} of its outputs fit ({found})"
+            )
+        roles[role] = fits[0]
+    if len(set(roles.values())) != len(roles):
+        raise ModelContractError(f"{path}: two declared outputs have one shape ({declared}); cannot tell them apart")
+    return roles
+
+
+def _fits(per_image: tuple[int | None, ...], declared: tuple) -> bool:
+    return len(per_image) == len(declared) and all(d is None or d == e for d, e in zip(per_image, declared))
+
+
+def _class_means(scope: dict, labels: tuple[str, ...], path: Path) -> np.ndarray:
+    """The scope statistics' class means ``(C, k)`` float32, checked against the labels."""
+    try:
+        means = np.asarray(scope["class_means"], dtype=np.float32)
+        float(scope["threshold"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelContractError(f"{path}: its scope statistics lack class_means or threshold ({exc})") from exc
+    if means.ndim != 2 or len(means) != len(labels):
+        raise ModelContractError(
+            f"{path}: its scope statistics hold {means.shape} class means for {len(labels)} labels"
+        )
+    return means
 
 
 def _image_layout(spec: TensorSpec, path: Path) -> tuple[bool, int]:
@@ -328,11 +436,5 @@ def _resolve_metadata(path: Path, engine, labels: Sequence[str] | None,
         raise ModelContractError(
             f"{path}: metadata says input {metadata.input_size[0]}x{metadata.input_size[1]} but the "
             f"model's input is {height}x{width}"
-        )
-    n_outputs = engine.output.shape[-1]
-    if n_outputs is not None and n_outputs != len(metadata.labels):
-        raise ModelContractError(
-            f"{path}: {len(metadata.labels)} labels ({', '.join(metadata.labels)}) but the model "
-            f"outputs {n_outputs} values per image"
         )
     return metadata

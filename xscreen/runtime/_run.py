@@ -32,10 +32,12 @@ class RunSummary:
     backend: str
     ok: int = 0
     errors: int = 0
+    out_of_scope: int = 0  # not screened: not a frontal chest film, by its DICOM header or its image
     skipped_resumed: int = 0  # already in the output file, not screened again
     per_class: dict[str, int] = field(default_factory=dict)  # predictions of this run, in label order
     flagged: int = 0  # needs review according to the model's threshold
     first_errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    first_out_of_scope: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     ignored: dict[str, int] = field(default_factory=dict)  # folder entries not screened, by reason
     elapsed_s: float = 0.0
     decode_s: float = 0.0  # decoding + resizing, summed over the decoding threads
@@ -44,7 +46,7 @@ class RunSummary:
 
     @property
     def screened(self) -> int:
-        return self.ok + self.errors
+        return self.ok + self.errors + self.out_of_scope
 
     @property
     def images_per_s(self) -> float:
@@ -61,6 +63,10 @@ class RunSummary:
                 self.ok += 1
                 self.per_class[r.prediction] += 1
                 self.flagged += bool(r.flag)
+            elif r.status == "out_of_scope":
+                self.out_of_scope += 1
+                if len(self.first_out_of_scope) < FIRST_ERRORS:
+                    self.first_out_of_scope.append((r.path, r.error))
             else:
                 self.errors += 1
                 if len(self.first_errors) < FIRST_ERRORS:
@@ -77,13 +83,16 @@ def run_screening(
     batch_size: int | None = None,
     follow_symlinks: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    heatmaps: bool = False,
+    scope_check: bool = True,
 ) -> RunSummary:
     """Screen every image under ``target`` with ``model`` and write one row per file to ``out``.
 
     ``out`` is CSV or JSONL by its suffix and is replaced unless ``resume``, which keeps its rows
     and screens only the files not in it yet. ``progress(done, to_do)`` is called before the first
-    batch and after each one. Raises NoInputsError when ``target`` holds no images, and the errors
-    of :func:`load_model` and :func:`open_writer`.
+    batch and after each one. ``heatmaps`` and ``scope_check``: see :func:`screen_batches`. Raises
+    NoInputsError when ``target`` holds no images, and the errors of :func:`load_model` and
+    :func:`open_writer`.
     """
     if not isinstance(model, ScreeningModel):
         model = load_model(model)
@@ -105,7 +114,9 @@ def run_screening(
         summary.skipped_resumed = len(paths) - len(to_do)
         if progress:
             progress(0, len(to_do))
-        with closing(screen_batches(to_do, model, workers=workers, batch_size=batch_size, times=times)) as batches:
+        batches = screen_batches(to_do, model, workers=workers, batch_size=batch_size, times=times,
+                                 heatmaps=heatmaps, scope_check=scope_check)
+        with closing(batches):
             for batch in batches:
                 write_started = time.perf_counter()
                 writer.write(batch)

@@ -18,7 +18,8 @@ from ._pipeline import ScreeningResult
 
 _ENCODING = dict(encoding="utf-8", errors="surrogateescape")  # any file name round-trips
 _PROB_DECIMALS = 6
-STATUSES = ("ok", "error")
+_SCORE_DECIMALS = 3
+STATUSES = ("ok", "error", "out_of_scope")
 
 
 class ResumeError(ValueError):
@@ -26,8 +27,8 @@ class ResumeError(ValueError):
 
 
 def result_columns(labels: Sequence[str]) -> list[str]:
-    """CSV header: ``path,status,prediction,prob_<label>...,flag,error``."""
-    return ["path", "status", "prediction", *(f"prob_{label}" for label in labels), "flag", "error"]
+    """CSV header: ``path,status,prediction,prob_<label>...,flag,scope_score,error``."""
+    return ["path", "status", "prediction", *(f"prob_{label}" for label in labels), "flag", "scope_score", "error"]
 
 
 class _ResultWriter:
@@ -95,6 +96,7 @@ class CsvResultWriter(_ResultWriter):
             r.path, r.status, r.prediction or "",
             *(("" if probs is None else f"{probs[label]:.{_PROB_DECIMALS}f}") for label in self.labels),
             "" if r.flag is None else str(r.flag).lower(),
+            "" if r.scope_score is None else f"{r.scope_score:.{_SCORE_DECIMALS}f}",
             _one_line(r.error),
         ])
 
@@ -131,7 +133,9 @@ class JsonlResultWriter(_ResultWriter):
             "path": r.path, "status": r.status, "prediction": r.prediction,
             "probabilities": None if r.probabilities is None
             else {label: round(r.probabilities[label], _PROB_DECIMALS) for label in self.labels},
-            "flag": r.flag, "error": r.error,
+            "flag": r.flag,
+            "scope_score": None if r.scope_score is None else round(r.scope_score, _SCORE_DECIMALS),
+            "error": r.error,
         }
         self._fh.write(json.dumps(row) + "\n")
 
