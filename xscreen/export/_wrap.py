@@ -76,8 +76,8 @@ def _judge_output(model, scaling, channels: int) -> tuple[bool, str]:
         return True, f"probabilities (last layer {last.name!r} is a softmax)"
     height, width = (int(v) for v in model.input_shape[1:3])
     rng = np.random.default_rng(0)
-    grey = np.concatenate([np.full((3, height, width, 1), 0.0) + np.array([0, 128, 255])[:, None, None, None],
-                           rng.integers(0, 256, (PROBE_IMAGES - 3, height, width, 1))]).astype(np.float32)
+    flat = np.stack([np.full((height, width, 1), level) for level in (0, 128, 255)])
+    grey = np.concatenate([flat, rng.integers(0, 256, (PROBE_IMAGES - 3, height, width, 1))]).astype(np.float32)
     pixels = np.repeat(grey, channels, axis=3)
     scaled = pixels * np.float32(scaling.scale[:channels]) + np.float32(scaling.offset[:channels])
     out = np.asarray(model.predict(scaled.astype(np.float32), verbose=0), dtype=np.float64)
