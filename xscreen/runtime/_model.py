@@ -20,6 +20,10 @@ from ._decode import PREPROCESSINGS
 from ._scope import scope_scores
 
 OUTPUT_ROLES = ("probabilities", "cam", "scope")  # what an output can be (see _contract.py)
+# A model without metadata: extra[ASSUMED] marks what the user said, extra["output"] what its output was found to be.
+ASSUMED = "assumed"
+LOGITS_OUTPUT = "logits, softmax applied by xscreen"
+PROBABILITIES_OUTPUT = "probabilities (checked on probe images)"
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "xscreen_int8.tflite"
 
@@ -314,10 +318,6 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
-
-ASSUMED = "assumed"  # extra key of metadata given by the user for a file without any
-LOGITS_OUTPUT = "logits, softmax applied by xscreen"
-PROBABILITIES_OUTPUT = "probabilities (checked on probe images)"
 
 
 def load_model(
