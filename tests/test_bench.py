@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli_runner
+from conftest import THIRD_PARTY_UNIT_LOGITS_ONNX, cli_runner, needs_onnxruntime
 from PIL import Image
 
 from xscreen.bench import (
@@ -163,6 +163,22 @@ def test_a_class_the_model_does_not_know_is_exit_2(tmp_path):
     assert code == 2
     assert "tuberculosis" in output and "does not know" in output
     assert not (tmp_path / "out").exists()  # refused before measuring anything
+
+
+@needs_onnxruntime
+def test_a_third_party_model_is_benched_with_its_input_scaling(labelled, tmp_path):
+    args = [str(labelled), "--model", str(THIRD_PARTY_UNIT_LOGITS_ONNX), "--labels", "healthy,pneumonia,covid",
+            "--runs", "5", "--warmup", "1", "--out", str(tmp_path)]
+    code, output = bench(*args)
+    assert code == 2 and "--input-scaling raw" in output
+    code, output = bench(*args, "--input-scaling", "unit", "--negative-label", "healthy", "--threshold", "0.5")
+    assert code == 0, output
+    assert "input scaling unit" in " ".join(output.split())
+    report = json.loads((tmp_path / "bench.json").read_text())
+    row = report["results"][0]
+    assert row["input_scaling"] == "unit" and "assumed labels healthy" in row["assumptions"]
+    assert report["settings"]["model_options"]["input_scaling"] == "unit"
+    assert row["metrics"]["confusion_matrix"] == EXPECTED_CONFUSION
 
 
 def test_limit_takes_a_stratified_sample(labelled, tmp_path):

@@ -140,6 +140,8 @@ def print_run_summary(console: Console, summary: RunSummary, model: ScreeningMod
         )
     console.print(f"results: {escape(summary.out)} (model record: {escape(summary.out)}.meta.json)",
                   highlight=False)
+    if model.assumptions:
+        console.print(f"[yellow]{escape(model.assumptions)}[/]", highlight=False)
     console.print(f"[dim]{escape(DISCLAIMER)}[/]")
 
 

@@ -42,6 +42,7 @@ from .runtime import (
     load_model,
     resolve_model_path,
 )
+from .runtime._contract import INPUT_SCALINGS
 from .runtime._decode import PREPROCESSINGS
 from .runtime._discover import ListFileError, check_target
 from .runtime._scope import describe_scope
@@ -112,12 +113,32 @@ backend_option = click.option(
 )
 
 
+input_scaling_option = click.option(
+    "--input-scaling", type=click.Choice(list(INPUT_SCALINGS)),
+    help="What a model without xscreen metadata expects (required for one): raw 0..255, unit [0, 1], "
+         "mobilenet_v2 [-1, 1], imagenet mean/std.",
+)
+negative_label_option = click.option(
+    "--negative-label", metavar="LABEL", help="The label meaning nothing to review (sets the screening flag).")
+threshold_option = click.option(
+    "--threshold", type=click.FloatRange(0, 1), metavar="T",
+    help="Flag for review when 1 - p(negative label) >= T.")
+
+
+def assumption_options(command):
+    """--input-scaling, --negative-label, --threshold: what a model without metadata cannot say itself."""
+    return input_scaling_option(negative_label_option(threshold_option(command)))
+
+
 def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename: dict[str, str] | None = None,
-               threads: int | None = None, backend: str | None = None) -> ScreeningModel:
-    """Load a model (the bundled one when ``path`` is None), turning every load failure into exit 2."""
+               threads: int | None = None, backend: str | None = None, **assumptions) -> ScreeningModel:
+    """Load a model (the bundled one when ``path`` is None), turning every load failure into exit 2.
+
+    ``assumptions``: input_scaling, negative_label, threshold, as ``load_model`` takes them.
+    """
     try:
         return load_model(path or default_model_path(), labels=labels, rename=rename, threads=threads,
-                          backend=backend)
+                          backend=backend, **assumptions)
     except (ModelContractError, MissingRuntimeError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None
 
@@ -154,10 +175,12 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename
               help="Screen in this process, or on a Ray cluster (pip install 'xscreen[ray]'; --out may be .parquet).")
 @click.option("--address", metavar="ADDR",
               help="Ray cluster to join [default: RAY_ADDRESS, else a local Ray for this run].")
+@assumption_options
 def run(target: Path, model_path: Path | None, labels, rename, out: Path, threads, workers, batch_size,
         resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, no_scope_check: bool, quiet: bool,
         heatmap_dir: Path | None, heatmaps_all: bool, report: Path | None, backend,
-        engine: str, address: str | None) -> None:
+        engine: str, address: str | None,
+        input_scaling=None, negative_label=None, threshold=None) -> None:
     """Screen every image in TARGET: a folder (searched recursively), one file, or a list of paths
     (.txt, one per line; .csv with a path column; - for standard input).
 
@@ -183,7 +206,8 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
         check_target(target)
     except FileNotFoundError as exc:
         raise CommandError(str(exc)) from None
-    model = open_model(model_path, labels=labels, rename=rename, threads=threads, backend=backend)
+    model = open_model(model_path, labels=labels, rename=rename, threads=threads, backend=backend,
+                       input_scaling=input_scaling, negative_label=negative_label, threshold=threshold)
     err = Console(stderr=True)
     reporter = None if quiet else ProgressReporter(err)
     user_errors = (NoInputsError, ResumeError, OutputExistsError, OutputInUseError, ListFileError, ReportOptionError,
@@ -239,10 +263,13 @@ def _ray_engine():
 @labels_option
 @rename_option
 @backend_option
+@assumption_options
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
-def info(model_path: Path | None, labels, rename, backend, as_json: bool) -> None:
+def info(model_path: Path | None, labels, rename, backend, as_json: bool, input_scaling=None, negative_label=None,
+         threshold=None) -> None:
     """Describe MODEL (a file, or bundled / bundled-onnx; default: bundled): labels, input, threshold, runtime."""
-    description = open_model(model_path, labels=labels, rename=rename, backend=backend).info()
+    description = open_model(model_path, labels=labels, rename=rename, backend=backend, input_scaling=input_scaling,
+                             negative_label=negative_label, threshold=threshold).info()
     description["installed_runtimes"] = available_backends()
     if as_json:
         click.echo(json.dumps(description, indent=2))
@@ -263,6 +290,8 @@ def info(model_path: Path | None, labels, rename, backend, as_json: bool) -> Non
         "heatmaps": "yes (class-activation maps)" if description["heatmaps"] else "no",
         "scope check": describe_scope(description["scope"]),
         "preprocessing": description["preprocessing"],
+        "input scaling": description["input_scaling"],
+        "assumed": description["assumptions"] or "nothing: the file carries xscreen metadata",
         "model version": meta["model_version"],
         "exported": meta["exported_at"],
         "exported by": meta["xscreen_version"] and f"xscreen {meta['xscreen_version']}",
@@ -326,8 +355,11 @@ def _parse_thread_counts(ctx, param, value: str) -> tuple[int, ...]:
               help="Decoding threads, as in xscreen run [default: one per core].")
 @click.option("--batch-size", type=click.IntRange(min=1),
               help=f"Images per batch, as in xscreen run [default: {DEFAULT_BATCH_SIZE}].")
+@labels_option
+@assumption_options
 def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: Path, limit, split, split_file,
-          floor, runs: int, warmup: int, seed: int, workers, batch_size) -> None:
+          floor, runs: int, warmup: int, seed: int, workers, batch_size, labels=None, input_scaling=None,
+          negative_label=None, threshold=None) -> None:
     """Measure speed against accuracy for each --model at each thread count on labelled folder DATA.
 
     DATA holds one sub-folder per class (or train/valid/test folders of them; a manifest.csv may
@@ -340,7 +372,9 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
 
     err = Console(stderr=True)
     config = BenchConfig(data=data, models=models, threads=threads, runs=runs, warmup=warmup, limit=limit,
-                         split=split, split_file=split_file, seed=seed, workers=workers, batch_size=batch_size)
+                         split=split, split_file=split_file, seed=seed, workers=workers, batch_size=batch_size,
+                         model_options={"labels": labels, "input_scaling": input_scaling,
+                                        "negative_label": negative_label, "threshold": threshold})
     try:
         report = run_bench(config, progress=lambda message: err.print(escape(message), highlight=False,
                                                                       soft_wrap=True))
@@ -356,6 +390,9 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
     hardware = report.hardware
     console.print(f"{escape(hardware['cpu_model'])}, {hardware['cores_logical']} cores, "
                   f"{escape(', '.join(hardware['simd']) or 'no SIMD flags found')}", highlight=False)
+    for row in report.results:
+        if row.get("assumptions") and row["threads"] == threads[0]:
+            console.print(f"[yellow]{escape(row['assumptions'])}[/]", highlight=False)
     console.print(f"wrote {escape(', '.join(str(p) for p in written.values() if p))}", highlight=False)
     if written["plot"] is None:
         console.print(escape("no pareto.png: matplotlib is not installed (pip install 'xscreen[report]')"),
@@ -438,25 +475,37 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
               help="all, or a comma-separated list of: " + ", ".join(list(EXPORT_FORMATS)))
 @click.option("--calibration", type=click.Path(path_type=Path),
               help="Labelled folder for int8 calibration (its training-split images only); "
-                   "default: the run's training films.")
+                   "default: the run's training films. For a model trained elsewhere, also where its "
+                   "threshold is chosen.")
 @click.option("--calibration-size", default=ExportConfig.calibration_size, show_default=True, type=click.IntRange(10),
               help="Training images used to calibrate int8 formats (stratified sample).")
 @click.option("--verify", type=click.Path(path_type=Path),
               help="Labelled folder to verify on (default: the training run's test split).")
 @click.option("--verify-size", type=click.IntRange(1), help="Verify on at most N images (stratified).")
-@click.option("--labels", help="Comma-separated labels in output order, for a model without model.json.")
+@click.option("--labels", callback=_parse_labels, metavar="A,B,C",
+              help="Comma-separated labels in output order, for a model without model.json.")
+@click.option("--input-scaling", type=click.Choice(list(INPUT_SCALINGS)),
+              help="For a model trained elsewhere (required): what its input expects; xscreen puts the "
+                   "grey-to-RGB tiling and this scaling inside the exported graph.")
+@negative_label_option
+@threshold_option
 @click.option("--out", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
 @click.option("--stem", default="xscreen", show_default=True, help="File name prefix.")
 @click.option("--strict", is_flag=True, help="Fail (exit 1) when an int8 format loses > 1 point of macro-F1.")
-def export_command(model, formats, calibration, calibration_size, verify, verify_size, labels, out, stem, strict):
-    """Export a trained Keras MODEL to TFLite and ONNX formats, each verified against it."""
+def export_command(model, formats, calibration, calibration_size, verify, verify_size, labels, input_scaling,
+                   negative_label, threshold, out, stem, strict):
+    """Export a Keras MODEL (.keras or .h5) to TFLite and ONNX formats, each verified against it.
+
+    A model trained elsewhere (no model.json beside it) needs --labels and --input-scaling: xscreen
+    wraps it to take grey 0..255 pixels and give probabilities (a softmax is added to a logits head).
+    """
     _require_training_stack()
     from .export import export_model
 
     config = ExportConfig(
         model=model, out=out, formats=formats, calibration=calibration, calibration_size=calibration_size,
-        verify=verify, verify_size=verify_size, stem=stem, strict=strict,
-        labels=tuple(s.strip() for s in labels.split(",")) if labels else None,
+        verify=verify, verify_size=verify_size, stem=stem, strict=strict, labels=labels,
+        input_scaling=input_scaling, negative_label=negative_label, threshold=threshold,
     )
     try:
         report = export_model(config, log=_log_line)
@@ -477,6 +526,8 @@ def export_command(model, formats, calibration, calibration_size, verify, verify
                       f"{row['macro_f1_delta'] * 100:+.2f}", f"[{colour}]{row['status']}[/] {escape(row['note'])}")
     console = Console() if Console().is_terminal else Console(width=200)
     console.print(table)
+    if report["wrapping"]:
+        console.print(f"wrapped: {escape(report['wrapping']['description'])}", highlight=False)
     console.print(f"report: {escape(str(out / 'export_report.md'))}", highlight=False)
     if any(row["status"] in ("fail", "error") for row in report["formats"]):
         sys.exit(1)
