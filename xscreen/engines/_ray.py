@@ -103,7 +103,7 @@ def results_from_table(table, labels: Sequence[str]) -> list[ScreeningResult]:
     return results
 
 
-_ARROW_TYPES = {"flag": "bool_", "scope_score": "float64"}  # the other columns: text, or float64 for prob_*
+_ARROW_TYPES = {"flag": "bool_", "margin": "float64", "scope_score": "float64"}  # else text; prob_*: float64
 
 
 def _schema(labels: Sequence[str]):
