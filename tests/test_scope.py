@@ -190,7 +190,7 @@ def test_run_counts_out_of_scope_apart(tmp_path):
     save_png(folder / "b_noise.png", noise())
     (folder / "c_broken.png").write_bytes(b"not an image")
     summary = run_screening(folder, load_model(SCOPED_FP32_TFLITE), tmp_path / "out.csv")
-    assert (summary.ok, summary.out_of_scope, summary.errors, summary.screened) == (1, 1, 1, 3)
+    assert (summary.ok, summary.out_of_scope, summary.errors, summary.rows) == (1, 1, 1, 3)
     assert summary.first_out_of_scope[0][0].endswith("b_noise.png") and summary.per_class["covid"] == 1
     rows = (tmp_path / "out.csv").read_text().splitlines()
     assert rows[0].endswith(",flag,scope_score,error")
