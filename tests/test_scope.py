@@ -193,8 +193,8 @@ def test_run_counts_out_of_scope_apart(tmp_path):
     assert (summary.ok, summary.out_of_scope, summary.errors, summary.rows) == (1, 1, 1, 3)
     assert summary.first_out_of_scope[0][0].endswith("b_noise.png") and summary.per_class["covid"] == 1
     rows = (tmp_path / "out.csv").read_text().splitlines()
-    assert rows[0].endswith(",flag,scope_score,error")
-    assert rows[2].startswith(f"{folder / 'b_noise.png'},out_of_scope,,,,,,")
+    assert rows[0].endswith(",flag,review_reason,scope_score,error")
+    assert rows[2].startswith(f"{folder / 'b_noise.png'},out_of_scope,,,,,,,")
 
 
 def test_cli_strict_fails_on_out_of_scope_and_the_option_turns_the_check_off(tmp_path):
