@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli_runner
+from conftest import THIRD_PARTY_UNIT_LOGITS_ONNX, cli_runner, needs_onnxruntime
 from PIL import Image
 
 from xscreen.bench import (
     SCHEMA_VERSION,
     BenchError,
     BenchReport,
+    _hardware,
     bootstrap_macro_f1,
     latency_summary,
     measure_latency,
@@ -164,6 +165,22 @@ def test_a_class_the_model_does_not_know_is_exit_2(tmp_path):
     assert not (tmp_path / "out").exists()  # refused before measuring anything
 
 
+@needs_onnxruntime
+def test_a_third_party_model_is_benched_with_its_input_scaling(labelled, tmp_path):
+    args = [str(labelled), "--model", str(THIRD_PARTY_UNIT_LOGITS_ONNX), "--labels", "healthy,pneumonia,covid",
+            "--runs", "5", "--warmup", "1", "--out", str(tmp_path)]
+    code, output = bench(*args)
+    assert code == 2 and "--input-scaling raw" in output
+    code, output = bench(*args, "--input-scaling", "unit", "--negative-label", "healthy", "--threshold", "0.5")
+    assert code == 0, output
+    assert "input scaling unit" in " ".join(output.split())
+    report = json.loads((tmp_path / "bench.json").read_text())
+    row = report["results"][0]
+    assert row["input_scaling"] == "unit" and "assumed labels healthy" in row["assumptions"]
+    assert report["settings"]["model_options"]["input_scaling"] == "unit"
+    assert row["metrics"]["confusion_matrix"] == EXPECTED_CONFUSION
+
+
 def test_limit_takes_a_stratified_sample(labelled, tmp_path):
     code, output = bench(str(labelled), "--model", str(FP32), "--limit", "6", "--runs", "5",
                          "--out", str(tmp_path))
@@ -254,6 +271,24 @@ def test_fingerprint_names_the_cpu_and_its_simd_on_x86_and_a_raspberry_pi(text, 
     blocks = parse_cpuinfo(text)
     assert cpu_model(blocks) == model
     assert simd_features(blocks) == simd
+
+
+@pytest.mark.parametrize("machine, text, emulated", [
+    ("aarch64", X86_CPUINFO, True),  # qemu-user: an arm64 process reading its x86 host's cpuinfo
+    ("aarch64", RASPBERRY_PI_4_CPUINFO, False),
+    ("x86_64", X86_CPUINFO, False),
+    ("x86_64", RASPBERRY_PI_4_CPUINFO, True),
+    ("aarch64", "", False),  # no /proc/cpuinfo (macOS): nothing says so
+    ("aarch64", RASPBERRY_PI_4_CPUINFO.replace("Rev 1.4", "(emulated by qemu-user cortex-a72)"), True),
+])
+def test_fingerprint_says_emulated_when_the_process_and_the_cpu_differ(monkeypatch, machine, text, emulated):
+    monkeypatch.setattr(_hardware.platform, "machine", lambda: machine)
+    monkeypatch.setattr(_hardware, "_read_cpuinfo", lambda: parse_cpuinfo(text) if text else [])
+    hardware = _hardware.hardware_fingerprint()
+    assert hardware["emulated"] is emulated
+    assert ("emulated by qemu" in hardware["cpu_model"]) is emulated
+    if emulated and machine == "aarch64":  # the host's AVX flags are not the emulated CPU's
+        assert hardware["simd"] == ["neon"]
 
 
 def test_split_from_train_and_test_folders(tmp_path):

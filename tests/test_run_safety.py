@@ -37,7 +37,7 @@ def test_rename_renames_the_output_and_keeps_the_flag(folder, tmp_path, brightne
     assert result.exit_code == 0, result.output
     got = {r["path"]: r for r in rows(out)}
     assert list(next(iter(got.values()))) == ["path", "status", "prediction", "prob_normal", "prob_pneumonia",
-                                              "prob_covid19", "flag", "review_reason", "scope_score", "error"]
+                                              "prob_covid19", "flag", "margin", "review_reason", "scope_score", "error"]
     renamed = {"healthy": "normal", "covid": "covid19", "pneumonia": "pneumonia"}
     assert {p: r["prediction"] for p, r in got.items()} == {p: renamed[v] for p, v in brightness_folder.items()}
     assert {r["flag"] for r in got.values() if r["prediction"] == "normal"} == {"false"}

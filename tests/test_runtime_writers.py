@@ -12,7 +12,7 @@ from conftest import LABELS
 from xscreen.runtime import ResumeError, ScreeningResult, open_writer
 
 OK = ScreeningResult("scans/a.png", "ok", "covid", {"healthy": 0.1, "pneumonia": 0.2, "covid": 0.7}, True,
-                     review_reason="P(not healthy) 0.900 >= threshold 0.500")
+                     margin=0.4, review_reason="P(not healthy) 0.900 >= threshold 0.500")
 HEALTHY = ScreeningResult("scans/b.png", "ok", "healthy", {"healthy": 0.9, "pneumonia": 0.05, "covid": 0.05}, False)
 FAILED = ScreeningResult("scans/c.png", "error", error="corrupt or truncated image:\nimage file is truncated")
 
@@ -33,12 +33,12 @@ def test_csv_columns_and_rows(tmp_path):
     write(out, [OK, FAILED])
     rows = csv_rows(out)
     assert rows[0] == ["path", "status", "prediction", "prob_healthy", "prob_pneumonia", "prob_covid", "flag",
-                       "review_reason", "scope_score", "error"]
-    assert rows[1] == ["scans/a.png", "ok", "covid", "0.100000", "0.200000", "0.700000", "true",
+                       "margin", "review_reason", "scope_score", "error"]
+    assert rows[1] == ["scans/a.png", "ok", "covid", "0.100000", "0.200000", "0.700000", "true", "0.400000",
                        "P(not healthy) 0.900 >= threshold 0.500", "", ""]
     # Errors stay on one line, so every row is one line of the file.
     reason = "corrupt or truncated image: image file is truncated"
-    assert rows[2] == ["scans/c.png", "error", "", "", "", "", "", "", "", reason]
+    assert rows[2] == ["scans/c.png", "error", "", "", "", "", "", "", "", "", reason]
     assert len(out.read_text().splitlines()) == 3
 
 
@@ -48,7 +48,7 @@ def test_jsonl_rows(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[0] == {"path": "scans/a.png", "status": "ok", "prediction": "covid",
                        "probabilities": {"healthy": 0.1, "pneumonia": 0.2, "covid": 0.7}, "flag": True,
-                       "review_reason": "P(not healthy) 0.900 >= threshold 0.500", "scope_score": None,
+                       "margin": 0.4, "review_reason": "P(not healthy) 0.900 >= threshold 0.500", "scope_score": None,
                        "error": None}
     assert rows[1]["status"] == "error" and rows[1]["probabilities"] is None and "truncated" in rows[1]["error"]
 

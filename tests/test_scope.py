@@ -6,6 +6,7 @@ Real files nobody here wrote: pydicom's own sample DICOMs (in its wheel), pydico
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 from pathlib import Path
 
@@ -192,9 +193,12 @@ def test_run_counts_out_of_scope_apart(tmp_path):
     summary = run_screening(folder, load_model(SCOPED_FP32_TFLITE), tmp_path / "out.csv")
     assert (summary.ok, summary.out_of_scope, summary.errors, summary.rows) == (1, 1, 1, 3)
     assert summary.first_out_of_scope[0][0].endswith("b_noise.png") and summary.per_class["covid"] == 1
-    rows = (tmp_path / "out.csv").read_text().splitlines()
-    assert rows[0].endswith(",flag,review_reason,scope_score,error")
-    assert rows[2].startswith(f"{folder / 'b_noise.png'},out_of_scope,,,,,,,")
+    with open(tmp_path / "out.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    noise_row = rows[1]
+    assert noise_row["path"] == str(folder / "b_noise.png") and noise_row["status"] == "out_of_scope"
+    assert noise_row["prediction"] == noise_row["flag"] == "" and noise_row["error"].startswith("out of scope")
+    assert float(noise_row["scope_score"]) > 0
 
 
 def test_cli_strict_fails_on_out_of_scope_and_the_option_turns_the_check_off(tmp_path):

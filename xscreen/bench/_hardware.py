@@ -20,15 +20,23 @@ SOFTWARE = ("numpy", "Pillow", "ai-edge-litert", "tflite-runtime", "onnxruntime"
 
 
 def hardware_fingerprint() -> dict:
-    """CPU model, cores, SIMD flags, memory, OS, Python and package versions, and the time (UTC)."""
+    """CPU model, cores, SIMD flags, memory, OS, Python and package versions, and the time (UTC).
+
+    Under user-mode emulation (qemu-user), ``emulated`` is True and ``cpu_model`` says so: the
+    timings are then the emulator's, not the emulated machine's.
+    """
     cpuinfo = _read_cpuinfo()
+    machine = platform.machine()
+    emulated = is_emulated(machine, cpuinfo)
+    model = cpu_model(cpuinfo)
     return {
-        "cpu_model": cpu_model(cpuinfo),
-        "machine": platform.machine(),
+        "cpu_model": f"{machine} emulated by qemu on {model}" if emulated and "qemu" not in model.lower() else model,
+        "emulated": emulated,
+        "machine": machine,
         "cores_logical": os.cpu_count(),
         "cores_physical": _physical_cores(cpuinfo),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "simd": simd_features(cpuinfo),
+        "simd": simd_features([] if emulated else cpuinfo),
         "memory_mb": _memory_mb(),
         "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "os": platform.platform(),
@@ -67,6 +75,31 @@ def cpu_model(cpuinfo: list[dict[str, str]]) -> str:
             if block.get(key) and not block[key].isdigit():
                 return block[key]
     return platform.processor() or platform.machine() or "unknown"
+
+
+def is_emulated(machine: str, cpuinfo: list[dict[str, str]]) -> bool:
+    """True when this process runs under user-mode emulation (qemu-user).
+
+    qemu-user 7.x (Debian 12) translates an arm64 process on an x86-64 host but passes the host's
+    /proc/cpuinfo through: the process reads its own machine as ``aarch64`` and an AMD or Intel CPU
+    with SSE flags, which no real machine does. A cpuinfo made for the emulated board (as
+    benchmarks/aarch64/run.sh mounts) says "qemu" in its model line instead.
+    """
+    if "qemu" in cpu_model(cpuinfo).lower():
+        return True
+    process = _ARCH_FAMILIES.get(machine.lower())
+    flags = {f for block in cpuinfo for f in (block.get("flags") or block.get("features") or "").split()}
+    if any("vendor_id" in block for block in cpuinfo) or "sse2" in flags:
+        cpu = "x86"
+    elif any("cpu implementer" in block for block in cpuinfo) or flags & {"asimd", "neon"}:
+        cpu = "arm"
+    else:
+        return False
+    return process is not None and process != cpu
+
+
+_ARCH_FAMILIES = {"x86_64": "x86", "amd64": "x86", "i386": "x86", "i686": "x86",
+                  "aarch64": "arm", "arm64": "arm", "armv7l": "arm", "armv6l": "arm", "armv8l": "arm"}
 
 
 def _physical_cores(cpuinfo: list[dict[str, str]]) -> int | None:

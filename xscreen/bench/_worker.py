@@ -24,7 +24,7 @@ from ._measure import bootstrap_macro_f1, measure_latency, peak_rss_mb
 def measure_row(task: dict) -> dict:
     """Load the model, time it at batch 1, run the labelled images through the pipeline, score them."""
     started = time.perf_counter()
-    model = load_model(task["model"], threads=task["threads"])
+    model = load_model(task["model"], threads=task["threads"], **task.get("model_options", {}))
     load_ms = (time.perf_counter() - started) * 1000
     meta = model.metadata
     files, truth = task["files"], task["truth"]
@@ -58,6 +58,8 @@ def measure_row(task: dict) -> dict:
         "backend": model.backend,
         "input_dtype": meta.input_dtype,
         "input_size": list(meta.input_size),
+        "input_scaling": meta.input_scaling,
+        "assumptions": model.assumptions,
         "threads": task["threads"],
         "size_bytes": Path(task["model"]).stat().st_size,
         "load_ms": load_ms,

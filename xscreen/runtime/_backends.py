@@ -280,7 +280,9 @@ BACKEND_NAMES = tuple(b.name for b in BACKENDS)
 
 MODEL_FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
 _MISSING_RUNTIME = {
+    # 32-bit ARM (armv7l, a Pi on a 32-bit OS) has tflite-runtime wheels and none of the other two.
     "tflite": "no TFLite runtime is installed: pip install ai-edge-litert "
-              "(on platforms without its wheels: pip install tflite-runtime)",
-    "onnx": "ONNX models need onnxruntime: pip install 'xscreen[onnx]'",
+              "(on 32-bit ARM, which has no wheels of it: pip install tflite-runtime 'numpy<2')",
+    "onnx": "ONNX models need onnxruntime: pip install 'xscreen[onnx]' "
+            "(on 32-bit ARM, which has no wheels of it: use the .tflite model with tflite-runtime)",
 }

@@ -49,6 +49,7 @@ class ScreeningResult:
     probabilities: dict[str, float] | None = None
     flag: bool | None = None  # needs review, from the model's threshold; None: the model has none
     error: str | None = None
+    margin: float | None = None  # P(abnormal) - threshold: the flag is margin >= 0; None with no threshold
     scope_score: float | None = None  # distance from the training films; None: not scored
     heatmap: np.ndarray | None = None  # (h, w) float32 CAM of the predicted class, when asked for (not written)
     review_reason: str | None = None  # the comparison behind ``flag``, e.g. "P(not healthy) 0.970 >= threshold 0.941"
@@ -193,7 +194,7 @@ def _results(chunk: list[Path], failures: list[tuple[str, str] | None], reasons:
         predicted = int(row.argmax())
         results.append(ScreeningResult(
             str(path), "ok", labels[predicted], dict(zip(labels, row.tolist())), metadata.needs_review(row),
-            review_reason=metadata.review_reason(row), scope_score=score,
+            margin=metadata.review_margin(row), review_reason=metadata.review_reason(row), scope_score=score,
             heatmap=outputs.cam[i, :, :, predicted].copy() if heatmaps and outputs.cam is not None else None,
         ))
     return results

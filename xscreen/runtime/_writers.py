@@ -28,9 +28,9 @@ class ResumeError(ValueError):
 
 
 def result_columns(labels: Sequence[str]) -> list[str]:
-    """CSV header: ``path,status,prediction,prob_<label>...,flag,review_reason,scope_score,error``."""
-    return ["path", "status", "prediction", *(f"prob_{label}" for label in labels), "flag", "review_reason",
-            "scope_score", "error"]
+    """CSV header: ``path,status,prediction,prob_<label>...,flag,margin,review_reason,scope_score,error``."""
+    return ["path", "status", "prediction", *(f"prob_{label}" for label in labels), "flag", "margin",
+            "review_reason", "scope_score", "error"]
 
 
 class _ResultWriter:
@@ -100,6 +100,7 @@ class CsvResultWriter(_ResultWriter):
             r.path, r.status, r.prediction or "",
             *(("" if probs is None else f"{probs[label]:.{_PROB_DECIMALS}f}") for label in self.labels),
             "" if r.flag is None else str(r.flag).lower(),
+            "" if r.margin is None else f"{r.margin:.{_PROB_DECIMALS}f}",
             r.review_reason or "",
             "" if r.scope_score is None else f"{r.scope_score:.{_SCORE_DECIMALS}f}",
             _one_line(r.error),
@@ -140,7 +141,8 @@ class JsonlResultWriter(_ResultWriter):
             "path": r.path, "status": r.status, "prediction": r.prediction,
             "probabilities": None if r.probabilities is None
             else {label: round(r.probabilities[label], _PROB_DECIMALS) for label in self.labels},
-            "flag": r.flag, "review_reason": r.review_reason,
+            "flag": r.flag, "margin": None if r.margin is None else round(r.margin, _PROB_DECIMALS),
+            "review_reason": r.review_reason,
             "scope_score": None if r.scope_score is None else round(r.scope_score, _SCORE_DECIMALS),
             "error": r.error,
         }
