@@ -95,7 +95,7 @@ def test_the_readme_shows_the_output_exactly_as_written(tmp_path):
     example = json.loads(re.search(r'^`(\{"path": .*\})`$', text, flags=re.M).group(1))
     labels = tuple(example["probabilities"])
     row = ScreeningResult("scans/a.png", "ok", "covid", example["probabilities"], True,
-                          review_reason=example["review_reason"])
+                          margin=example["margin"], review_reason=example["review_reason"])
     with open_writer(tmp_path / "r.jsonl", labels, resume=False) as writer:
         writer.write([row])
     written = json.loads((tmp_path / "r.jsonl").read_text())
