@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from xscreen.report import shortcut_audit, shortcut_audit_markdown
 
 from xscreen.export._train import decode_all
+from xscreen.report import shortcut_audit, shortcut_audit_markdown
 from xscreen.runtime import load_model
 from xscreen.runtime._labelled import read_split_csv
 

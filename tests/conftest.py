@@ -26,6 +26,8 @@ INT8_TFLITE = MODELS / "brightness_int8.tflite"
 FP32_ONNX = MODELS / "brightness_fp32.onnx"
 THIRD_PARTY_TFLITE = MODELS / "third_party_b1.tflite"  # no metadata, batch fixed at 1, 24x20
 THIRD_PARTY_NCHW_ONNX = MODELS / "third_party_nchw_rgb.onnx"  # no metadata, (N, 3, 24, 20)
+# The same rule built like a notebook's model: no metadata, (N, 3, 24, 20) in [0, 1], logits out.
+THIRD_PARTY_UNIT_LOGITS_ONNX = MODELS / "third_party_unit_logits.onnx"
 LABEL_MISMATCH_TFLITE = MODELS / "label_mismatch.tflite"
 OTHER_PREPROCESSING_TFLITE = MODELS / "other_preprocessing.tflite"
 SCOPED_FP32_TFLITE = MODELS / "scoped_fp32.tflite"  # outputs: probabilities, cam (N, 4, 4, 3), scope (N, 2)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli_runner
+from conftest import THIRD_PARTY_UNIT_LOGITS_ONNX, cli_runner, needs_onnxruntime
 from PIL import Image
 
 from xscreen.bench import (
@@ -165,6 +165,22 @@ def test_a_class_the_model_does_not_know_is_exit_2(tmp_path):
     assert not (tmp_path / "out").exists()  # refused before measuring anything
 
 
+@needs_onnxruntime
+def test_a_third_party_model_is_benched_with_its_input_scaling(labelled, tmp_path):
+    args = [str(labelled), "--model", str(THIRD_PARTY_UNIT_LOGITS_ONNX), "--labels", "healthy,pneumonia,covid",
+            "--runs", "5", "--warmup", "1", "--out", str(tmp_path)]
+    code, output = bench(*args)
+    assert code == 2 and "--input-scaling raw" in output
+    code, output = bench(*args, "--input-scaling", "unit", "--negative-label", "healthy", "--threshold", "0.5")
+    assert code == 0, output
+    assert "input scaling unit" in " ".join(output.split())
+    report = json.loads((tmp_path / "bench.json").read_text())
+    row = report["results"][0]
+    assert row["input_scaling"] == "unit" and "assumed labels healthy" in row["assumptions"]
+    assert report["settings"]["model_options"]["input_scaling"] == "unit"
+    assert row["metrics"]["confusion_matrix"] == EXPECTED_CONFUSION
+
+
 def test_limit_takes_a_stratified_sample(labelled, tmp_path):
     code, output = bench(str(labelled), "--model", str(FP32), "--limit", "6", "--runs", "5",
                          "--out", str(tmp_path))
@@ -286,6 +302,30 @@ def test_split_from_train_and_test_folders(tmp_path):
     code, output = bench(str(tmp_path / "data" / "test"), "--model", str(FP32), "--split", "test",
                          "--out", str(tmp_path / "out2"))
     assert code == 2 and "--split-file" in output
+
+
+def test_bench_shows_the_films_the_scope_check_takes_from_each_class(tmp_path):
+    from conftest import SCOPED_FP32_TFLITE, film, noise
+
+    from xscreen.bench._report import summary_rows
+    from xscreen.bench._worker import measure_row
+
+    files, truth = [], []
+    for label, level, extra_noise in (("healthy", 30, 1), ("pneumonia", 120, 0), ("covid", 190, 2)):
+        for i in range(4):
+            files.append(tmp_path / f"{label}-{i}.png")
+            Image.fromarray(noise(seed=i) if i < extra_noise else film(level, seed=i)).save(files[-1])
+            truth.append(label)
+    row = measure_row({"model": str(SCOPED_FP32_TFLITE), "threads": 1, "files": [str(f) for f in files],
+                       "truth": truth, "runs": 3, "warmup": 1})
+    scope = row["metrics"]["scope"]
+    assert scope["image_check"] is True
+    assert {k: v["in_scope_rate"] for k, v in scope["per_class"].items()} == {
+        "healthy": 0.75, "pneumonia": 1.0, "covid": 0.5}
+    # The classifier is right on every film it kept; counting the taken films as missed shows the loss.
+    assert scope["per_class"]["covid"]["recall_of_all"] == 0.5
+    assert row["pipeline"]["out_of_scope"] == 3 and row["pipeline"]["failed"] == 0
+    assert summary_rows([{"model": "m", **row}])[0]["in scope"] == "75.0 / 100.0 / 50.0 %"
 
 
 def test_the_terminal_table_fits_100_columns_without_cutting_a_cell(two_models_two_threads):

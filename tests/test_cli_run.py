@@ -20,6 +20,7 @@ from conftest import (
     LABEL_MISMATCH_TFLITE,
     ONNX_MODEL,
     THIRD_PARTY_TFLITE,
+    THIRD_PARTY_UNIT_LOGITS_ONNX,
     cli_runner,
     needs_onnxruntime,
     save_png,
@@ -149,12 +150,17 @@ def test_metadata_that_disagrees_with_the_model_is_exit_2(brightness_folder, tmp
     assert_one_line_error(result, 2, "2 labels", "outputs 3")
 
 
-def test_third_party_model_needs_and_takes_labels(brightness_folder, tmp_path):
+def test_third_party_model_needs_and_takes_labels_and_input_scaling(brightness_folder, tmp_path):
     folder = Path(next(iter(brightness_folder))).parent
     assert_one_line_error(xscreen("run", folder, "-m", THIRD_PARTY_TFLITE, "--out", tmp_path / "r.csv"), 2,
                           "--labels")
+    # No silent default for what the model's input expects: the one line names the four choices.
+    assert_one_line_error(xscreen("run", folder, "-m", THIRD_PARTY_TFLITE, "--labels", "dark,mid,bright",
+                                  "--out", tmp_path / "r.csv"), 2,
+                          "--input-scaling raw", "unit", "mobilenet_v2", "imagenet")
+    assert not (tmp_path / "r.csv").exists()
     result = xscreen("run", folder, "-m", THIRD_PARTY_TFLITE, "--labels", "dark, mid ,bright",
-                     "--out", tmp_path / "r.csv", "-q")
+                     "--input-scaling", "raw", "--out", tmp_path / "r.csv", "-q")
     assert result.exit_code == 0
     expected = {"healthy": "dark", "pneumonia": "mid", "covid": "bright"}
     assert {r["path"]: r["prediction"] for r in rows(tmp_path / "r.csv")} == \
@@ -204,7 +210,7 @@ def test_the_bundled_model_is_the_default_and_its_absence_is_explained(brightnes
 
 
 def test_ctrl_c_says_how_to_finish(brightness_folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "run_screening", lambda *a, **k: _raise(KeyboardInterrupt()))
+    monkeypatch.setattr(cli, "screen_and_report", lambda *a, **k: _raise(KeyboardInterrupt()))
     result = xscreen("run", Path(next(iter(brightness_folder))).parent, "-m", INT8_TFLITE,
                      "--out", tmp_path / "r.csv")
     assert result.exit_code == 130 and "--resume" in result.stderr
@@ -217,6 +223,28 @@ def test_info_describes_the_model():
     for words in ["healthy, pneumonia, covid", "uint8, quantized: scale 1, zero point 0",
                   "needs review when 1 - p(healthy) >= 0.5", "ai-edge-litert", "brightness-fixture-1"]:
         assert words in text, text
+
+
+@needs_onnxruntime
+def test_a_notebook_style_model_is_screened_with_what_was_assumed_in_the_summary(brightness_folder, tmp_path):
+    folder = Path(next(iter(brightness_folder))).parent
+    result = xscreen("run", folder, "-m", THIRD_PARTY_UNIT_LOGITS_ONNX, "--labels", "healthy,pneumonia,covid",
+                     "--input-scaling", "unit", "--negative-label", "healthy", "--threshold", "0.5",
+                     "--out", tmp_path / "r.csv")
+    assert result.exit_code == 0, result.output
+    screened = rows(tmp_path / "r.csv")
+    assert {r["path"]: r["prediction"] for r in screened} == brightness_folder
+    assert {r["flag"] for r in screened if r["prediction"] == "healthy"} == {"false"}
+    assert {r["flag"] for r in screened if r["prediction"] != "healthy"} == {"true"}
+    text = " ".join(result.stdout.split())
+    for words in ["has no xscreen metadata; assumed labels healthy, pneumonia, covid",
+                  "input scaling unit ([0, 1]: x / 255)", "output logits, softmax applied by xscreen",
+                  "review when 1 - p(healthy) >= 0.5", "flagged for review"]:
+        assert words in text, text
+    info = xscreen("info", THIRD_PARTY_UNIT_LOGITS_ONNX, "--labels", "a,b,c", "--input-scaling", "unit")
+    assert info.exit_code == 0 and "input scaling unit" in " ".join(info.stdout.split())
+    assert_one_line_error(xscreen("info", THIRD_PARTY_UNIT_LOGITS_ONNX, "--labels", "a,b,c"), 2,
+                          "--input-scaling raw")
 
 
 @needs_onnxruntime

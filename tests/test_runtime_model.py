@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from conftest import (
     OTHER_PREPROCESSING_TFLITE,
     THIRD_PARTY_NCHW_ONNX,
     THIRD_PARTY_TFLITE,
+    THIRD_PARTY_UNIT_LOGITS_ONNX,
     needs_onnxruntime,
 )
 
@@ -32,6 +34,7 @@ from xscreen.runtime import (
 )
 from xscreen.runtime import _model as model_module
 from xscreen.runtime._backends import TensorSpec
+from xscreen.runtime._contract import ModelMetadata
 
 
 def flat_batch(levels, size=(32, 32)) -> np.ndarray:
@@ -77,7 +80,7 @@ def test_batches_of_any_size_give_the_same_answers():
 
 
 def test_third_party_model_runs_with_labels_and_its_own_input_shape():
-    model = load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"])
+    model = load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"], input_scaling="raw")
     assert model.input_size == (24, 20)  # (height, width) read from the model, not square
     assert model.fixed_batch
     assert model.metadata.threshold is None and model.metadata.needs_review([1, 0, 0]) is None
@@ -87,14 +90,64 @@ def test_third_party_model_runs_with_labels_and_its_own_input_shape():
 
 @needs_onnxruntime
 def test_third_party_channels_first_rgb_model_gets_grey_tiled_to_rgb():
-    model = load_model(THIRD_PARTY_NCHW_ONNX, labels=["dark", "mid", "bright"])
+    model = load_model(THIRD_PARTY_NCHW_ONNX, labels=["dark", "mid", "bright"], input_scaling="raw")
     assert model.input_size == (24, 20) and not model.fixed_batch
     assert model.info()["input"]["shape"] == ["N", 3, 24, 20]
     probabilities = model.predict(flat_batch([0, 128, 250], size=(24, 20)))
     assert probabilities.argmax(1).tolist() == [0, 1, 2]
-    reference = load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"])
+    reference = load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"], input_scaling="raw")
     np.testing.assert_allclose(probabilities, reference.predict(flat_batch([0, 128, 250], size=(24, 20))),
                                atol=1e-5)
+
+
+@needs_onnxruntime
+def test_third_party_model_wanting_unit_input_and_ending_in_logits_gets_both():
+    names = ["dark", "mid", "bright"]
+    model = load_model(THIRD_PARTY_UNIT_LOGITS_ONNX, labels=names, input_scaling="unit")
+    assert model.metadata.input_scaling == "unit" and model.metadata.extra["output"].startswith("logits")
+    pixels = flat_batch([0, 60, 100, 128, 160, 200, 250], size=(24, 20))
+    # The same rule on raw pixels with its own softmax: xscreen's scaling and softmax must reproduce it.
+    reference = load_model(THIRD_PARTY_NCHW_ONNX, labels=names, input_scaling="raw")
+    assert reference.metadata.extra["output"].startswith("probabilities")
+    np.testing.assert_allclose(model.predict(pixels), reference.predict(pixels), atol=1e-5)
+    assert "input scaling unit" in model.assumptions and "no screening flag" in model.assumptions
+    # Fed raw 0..255 (what xscreen did before it asked), every image looks bright.
+    raw = load_model(THIRD_PARTY_UNIT_LOGITS_ONNX, labels=names, input_scaling="raw")
+    assert raw.predict(pixels).argmax(1).tolist() == [0] + [2] * 6
+
+
+def test_third_party_model_without_input_scaling_names_the_choices():
+    with pytest.raises(ModelContractError, match=r"--input-scaling raw .*unit .*mobilenet_v2 .*imagenet"):
+        load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"])
+
+
+def test_input_scaling_that_contradicts_the_metadata_is_refused():
+    assert load_model(FP32_TFLITE, input_scaling="raw").metadata.input_scaling == "raw"
+    with pytest.raises(ModelContractError, match="drop --input-scaling unit"):
+        load_model(FP32_TFLITE, input_scaling="unit")
+
+
+def test_metadata_written_before_input_scaling_existed_means_raw():
+    old = ModelMetadata(labels=LABELS, input_size=(32, 32)).to_json().replace('"input_scaling": "raw", ', "")
+    assert "input_scaling" not in old
+    assert ModelMetadata.from_json(old).input_scaling == "raw"
+    with pytest.raises(ModelContractError, match="input_scaling must be one of raw, unit"):
+        ModelMetadata(labels=LABELS, input_size=(32, 32), input_scaling="zscore")
+
+
+def test_negative_label_and_threshold_give_a_third_party_model_a_flag():
+    model = load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"], input_scaling="raw",
+                       negative_label="dark", threshold=0.5)
+    assert model.metadata.needs_review([0.9, 0.1, 0.0]) is False
+    assert model.metadata.needs_review([0.2, 0.7, 0.1]) is True
+    assert "review when 1 - p(dark) >= 0.5" in model.assumptions
+    with pytest.raises(ModelContractError, match="--negative-label one of dark, mid, bright"):
+        load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"], input_scaling="raw", threshold=0.5)
+    with pytest.raises(ModelContractError, match="'healthy' is not one of its labels"):
+        load_model(THIRD_PARTY_TFLITE, labels=["dark", "mid", "bright"], input_scaling="raw",
+                   negative_label="healthy")
+    # A model with metadata takes another operating point the same way.
+    assert load_model(FP32_TFLITE, threshold=0.9).metadata.threshold == 0.9
 
 
 def test_labels_must_be_a_sequence_not_a_string():
@@ -131,7 +184,7 @@ def test_label_count_must_match_outputs():
     with pytest.raises(ModelContractError, match=r"label_mismatch.tflite: 2 labels .* outputs 3"):
         load_model(LABEL_MISMATCH_TFLITE)
     with pytest.raises(ModelContractError, match="4 labels"):
-        load_model(THIRD_PARTY_TFLITE, labels=["a", "b", "c", "d"])
+        load_model(THIRD_PARTY_TFLITE, labels=["a", "b", "c", "d"], input_scaling="raw")
 
 
 def test_other_preprocessing_is_refused():
@@ -213,11 +266,29 @@ def test_predict_refuses_wrong_pixels():
 
 def test_integer_input_quantization_is_applied():
     spec = TensorSpec("image", (None, 4, 4, 1), np.dtype(np.int8), scale=2.0, zero_point=-128)
-    lut = model_module._quantization_lut(spec)
+    lut = model_module._input_lut(spec, "raw", 1, Path("m.tflite"))
     assert lut.dtype == np.int8
     assert lut[0] == -128 and lut[255] == 0 and lut[100] == -78  # q = round(x / 2) - 128
     identity = TensorSpec("image", (None, 4, 4, 1), np.dtype(np.uint8), scale=1.0, zero_point=0)
-    assert model_module._quantization_lut(identity) is None
+    assert model_module._input_lut(identity, "raw", 1, Path("m.tflite")) is None
+
+
+def test_input_scaling_is_applied_before_the_input_quantization():
+    # A third-party int8 model that wants [-1, 1]: q = round((x / 127.5 - 1) / (1 / 128)) + 0
+    spec = TensorSpec("image", (None, 4, 4, 3), np.dtype(np.int8), scale=1 / 128, zero_point=0)
+    lut = model_module._input_lut(spec, "mobilenet_v2", 3, Path("m.tflite"))
+    assert lut[0] == -128 and lut[255] == 127 and lut[128] == 1
+    floats = TensorSpec("image", (None, 4, 4, 3), np.dtype(np.float32))
+    imagenet = model_module._input_lut(floats, "imagenet", 3, Path("m.tflite"))
+    assert imagenet.shape == (3, 256)  # one table per RGB channel
+    np.testing.assert_allclose(imagenet[:, 255], (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225],
+                               rtol=1e-6)
+    with pytest.raises(ModelContractError, match="per RGB channel"):
+        model_module._input_lut(TensorSpec("image", (None, 4, 4, 1), np.dtype(np.float32)), "imagenet", 1,
+                                Path("m.tflite"))
+    with pytest.raises(ModelContractError, match="raw 0..255 pixels only"):
+        model_module._input_lut(TensorSpec("image", (None, 4, 4, 3), np.dtype(np.uint8)), "unit", 3,
+                                Path("m.tflite"))
 
 
 def test_available_backends_lists_installed_runtimes_without_importing_them():

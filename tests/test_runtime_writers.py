@@ -140,3 +140,14 @@ def test_odd_file_names_round_trip(tmp_path):
         out = tmp_path / f"results{suffix}"
         write(out, [odd])
         assert write(out, [], resume=True) == {odd.path}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_out_of_scope_rows_carry_their_score_and_resume(tmp_path, suffix):
+    out = tmp_path / f"results{suffix}"
+    far = ScreeningResult("scans/photo.jpg", "out_of_scope", error="out of scope: far from the training films "
+                          "(score 14.2 > 3.1)", scope_score=14.2345)
+    write(out, [far])
+    text = out.read_text()
+    assert "14.235" in text and "far from the training films" in text and "covid" not in text.split("\n", 1)[1]
+    assert write(out, [OK], resume=True) == {"scans/photo.jpg"}

@@ -114,7 +114,8 @@ def print_run_summary(console: Console, summary: RunSummary, model: ScreeningMod
         table.add_row(f"[dim]ignored: {escape(reason)}[/]", f"{n:,}", "")
     console.print(table)
     for path, reason in summary.first_out_of_scope:
-        console.print(f"  [yellow]out of scope[/] {escape(path)}: {escape(reason)}", highlight=False)
+        console.print(f"  [yellow]out of scope[/] {escape(path)}: {escape(reason.removeprefix('out of scope: '))}",
+                      highlight=False)
     for path, reason in summary.first_errors:
         console.print(f"  [red]error[/] {escape(path)}: {escape(reason)}", highlight=False)
     listed = len(summary.first_errors) + len(summary.first_out_of_scope)
@@ -124,19 +125,23 @@ def print_run_summary(console: Console, summary: RunSummary, model: ScreeningMod
     sentence = flag_sentence(model)
     if sentence:
         console.print(escape(sentence), highlight=False)
-    where = f"with {escape(model.path.name)} on {escape(model.backend)}"
+    where = f"with {escape(model.path.name)} on {escape(summary.backend)}"
     if summary.images_per_s is None:
         console.print(f"this run screened no image ({plural(summary.new_errors, 'error')}, "
                       f"{summary.elapsed_s:.1f} s) {where}", highlight=False)
     else:
         console.print(
             f"this run: {plural(summary.new_ok, 'image')} in {summary.elapsed_s:.1f} s: "
-            f"[bold]{summary.images_per_s:,.1f} images/s[/] (decoding {summary.decode_s:.1f} s summed over "
-            f"threads, inference {summary.inference_s:.1f} s, writing {summary.write_s:.1f} s) {where}",
+            f"[bold]{summary.images_per_s:,.1f} images/s[/] "
+            + (f"(decoding {summary.decode_s:.1f} s summed over threads, inference {summary.inference_s:.1f} s, "
+               f"writing {summary.write_s:.1f} s) " if summary.decode_s or summary.inference_s else "")  # not on Ray
+            + where,
             highlight=False,
         )
     console.print(f"results: {escape(summary.out)} (model record: {escape(summary.out)}.meta.json)",
                   highlight=False)
+    if model.assumptions:
+        console.print(f"[yellow]{escape(model.assumptions)}[/]", highlight=False)
     console.print(f"[dim]{escape(DISCLAIMER)}[/]")
 
 

@@ -23,6 +23,7 @@ from ._console import DISCLAIMER, ProgressReporter, bench_table, print_run_summa
 from .export._export import ExportConfig
 from .export._formats import FORMATS as EXPORT_FORMATS
 from .export._train import TrainConfig
+from .report import ReportOptionError, ResultsFileError, report_from_results, screen_and_report
 from .runtime import (
     BACKEND_NAMES,
     BUNDLED_MODEL_NAMES,
@@ -40,10 +41,11 @@ from .runtime import (
     format_megabytes,
     load_model,
     resolve_model_path,
-    run_screening,
 )
+from .runtime._contract import INPUT_SCALINGS
 from .runtime._decode import PREPROCESSINGS
 from .runtime._discover import ListFileError, check_target
+from .runtime._scope import describe_scope
 
 
 class CommandError(click.ClickException):
@@ -111,12 +113,32 @@ backend_option = click.option(
 )
 
 
+input_scaling_option = click.option(
+    "--input-scaling", type=click.Choice(list(INPUT_SCALINGS)),
+    help="What a model without xscreen metadata expects (required for one): raw 0..255, unit [0, 1], "
+         "mobilenet_v2 [-1, 1], imagenet mean/std.",
+)
+negative_label_option = click.option(
+    "--negative-label", metavar="LABEL", help="The label meaning nothing to review (sets the screening flag).")
+threshold_option = click.option(
+    "--threshold", type=click.FloatRange(0, 1), metavar="T",
+    help="Flag for review when 1 - p(negative label) >= T.")
+
+
+def assumption_options(command):
+    """--input-scaling, --negative-label, --threshold: what a model without metadata cannot say itself."""
+    return input_scaling_option(negative_label_option(threshold_option(command)))
+
+
 def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename: dict[str, str] | None = None,
-               threads: int | None = None, backend: str | None = None) -> ScreeningModel:
-    """Load a model (the bundled one when ``path`` is None), turning every load failure into exit 2."""
+               threads: int | None = None, backend: str | None = None, **assumptions) -> ScreeningModel:
+    """Load a model (the bundled one when ``path`` is None), turning every load failure into exit 2.
+
+    ``assumptions``: input_scaling, negative_label, threshold, as ``load_model`` takes them.
+    """
     try:
         return load_model(path or default_model_path(), labels=labels, rename=rename, threads=threads,
-                          backend=backend)
+                          backend=backend, **assumptions)
     except (ModelContractError, MissingRuntimeError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None
 
@@ -126,33 +148,57 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename
 @model_option
 @labels_option
 @rename_option
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("results.csv"),
-              show_default=True, help=f"Result file: {' or '.join(OUTPUT_SUFFIXES)} by its suffix.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("results.csv"), show_default=True,
+              help=f"Result file: {' or '.join(OUTPUT_SUFFIXES)} by its suffix (or a .parquet folder on Ray).")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
-              help="Inference threads [default: one per core].")
+              help="Inference threads [default: one per core]; with --engine ray, CPUs per actor [default: 1].")
 @click.option("--workers", type=click.IntRange(min=0), metavar="N",
-              help="Decoding threads; 0 decodes in the main thread [default: one per core].")
+              help="Decoding threads; 0 decodes in the main thread [default: one per core]. "
+                   "With --engine ray, actors [default: the cluster's CPUs / --threads].")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N",
               help=f"Images per batch [default: {DEFAULT_BATCH_SIZE}].")
 @click.option("--resume", is_flag=True, help="Keep the rows already in --out and screen only the rest.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @click.option("--follow-symlinks", is_flag=True, help="Enter symlinked folders and files pointing outside TARGET.")
-@click.option("--strict", is_flag=True, help="Exit with status 1 when any file could not be screened.")
+@click.option("--strict", is_flag=True,
+              help="Exit with status 1 when any file could not be screened (error or out of scope).")
+@click.option("--no-scope-check", "no_scope_check", is_flag=True,
+              help="Screen every file, even those whose DICOM header or image says it is not a frontal chest film.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--heatmaps", "heatmap_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write a heatmap PNG of each flagged film into this folder.")
+@click.option("--heatmaps-all", is_flag=True, help="With --heatmaps: a PNG for every screened film.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML report (summary, every film, flagged films' heatmaps).")
 @backend_option
+@click.option("--engine", type=click.Choice(("local", "ray")), default="local", show_default=True,
+              help="Screen in this process, or on a Ray cluster (pip install 'xscreen[ray]'; --out may be .parquet).")
+@click.option("--address", metavar="ADDR",
+              help="Ray cluster to join [default: RAY_ADDRESS, else a local Ray for this run].")
+@assumption_options
 def run(target: Path, model_path: Path | None, labels, rename, out: Path, threads, workers, batch_size,
-        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, quiet: bool, backend) -> None:
+        resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, no_scope_check: bool, quiet: bool,
+        heatmap_dir: Path | None, heatmaps_all: bool, report: Path | None, backend,
+        engine: str, address: str | None,
+        input_scaling=None, negative_label=None, threshold=None) -> None:
     """Screen every image in TARGET: a folder (searched recursively), one file, or a list of paths
     (.txt, one per line; .csv with a path column; - for standard input).
 
     Reads PNG (8/16-bit), JPEG and DICOM (also without extension) files and writes one row per
-    file to --out: path, status, prediction, prob_<label> per class, flag (needs review),
-    review_reason, error; and OUT.meta.json, the model that wrote it.
+    file to --out: path, status (ok, error, out_of_scope), prediction, prob_<label> per class, flag
+    (needs review), review_reason, scope_score, error (why a file was not screened); and
+    OUT.meta.json, the model that wrote it.
     """
     if resume and overwrite:
         raise CommandError("--resume and --overwrite contradict each other: pick one")
-    if out.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise CommandError(f"--out {out}: use a {' or '.join(OUTPUT_SUFFIXES)} file")
+    if address and engine != "ray":
+        raise CommandError("--address names a Ray cluster: add --engine ray")
+    ray_engine = _ray_engine() if engine == "ray" else None
+    suffixes = ray_engine.RAY_OUTPUT_SUFFIXES if ray_engine else OUTPUT_SUFFIXES
+    if out.suffix.lower() not in suffixes:
+        raise CommandError(f"--out {out}: use a {' or '.join(suffixes)} file")
+    if out.is_dir() != (out.suffix.lower() == ".parquet" and out.exists()):
+        raise CommandError(f"--out {out}: a .parquet output is a folder, a {' or '.join(OUTPUT_SUFFIXES)} one a file")
     blocking = next((p for p in out.parents if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise CommandError(f"--out {out}: {blocking} is a file, not a folder")
@@ -160,15 +206,28 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
         check_target(target)
     except FileNotFoundError as exc:
         raise CommandError(str(exc)) from None
-    model = open_model(model_path, labels=labels, rename=rename, threads=threads, backend=backend)
+    model = open_model(model_path, labels=labels, rename=rename, threads=threads, backend=backend,
+                       input_scaling=input_scaling, negative_label=negative_label, threshold=threshold)
     err = Console(stderr=True)
     reporter = None if quiet else ProgressReporter(err)
+    user_errors = (NoInputsError, ResumeError, OutputExistsError, OutputInUseError, ListFileError, ReportOptionError,
+                   *((ray_engine.RayEngineError,) if ray_engine else ()))
     try:
-        summary = run_screening(
-            target, model, out, resume=resume, overwrite=overwrite, workers=workers, batch_size=batch_size,
-            follow_symlinks=follow_symlinks, progress=reporter,
-        )
-    except (NoInputsError, ResumeError, OutputExistsError, OutputInUseError, ListFileError) as exc:
+        if ray_engine:
+            if heatmap_dir or report:
+                raise CommandError("--heatmaps and --report need the local engine: drop them or --engine ray")
+            summary = ray_engine.run_screening_on_ray(
+                target, model, out, address=address, actors=workers, threads=threads, backend=backend,
+                batch_size=batch_size, resume=resume, overwrite=overwrite, follow_symlinks=follow_symlinks,
+                progress=reporter, scope_check=not no_scope_check,
+            )
+        else:
+            summary = screen_and_report(
+                target, model, out, heatmap_dir=heatmap_dir, every_film=heatmaps_all, report=report, resume=resume,
+                overwrite=overwrite, workers=workers, batch_size=batch_size, follow_symlinks=follow_symlinks,
+                progress=reporter, scope_check=not no_scope_check,
+            )
+    except user_errors as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:  # the target or the output cannot be read or written
         raise CommandError(f"{exc.filename or out}: {exc.strerror or exc}") from None
@@ -181,8 +240,22 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
             reporter.close()
     if not quiet:
         print_run_summary(Console(), summary, model)
-    if strict and summary.errors:
+        for what, path in (("heatmaps", heatmap_dir), ("report", report)):
+            if path is not None:
+                Console().print(f"{what}: {escape(str(path))}", highlight=False)
+    if strict and (summary.errors or summary.out_of_scope):
         sys.exit(1)
+
+
+def _ray_engine():
+    """The Ray engine module, imported only for --engine ray; exit 2 with the pip command without Ray."""
+    from . import engines
+
+    try:
+        engines.import_ray()
+    except engines.MissingRayError as exc:
+        raise CommandError(str(exc)) from None
+    return engines
 
 
 @main.command()
@@ -190,10 +263,13 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
 @labels_option
 @rename_option
 @backend_option
+@assumption_options
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
-def info(model_path: Path | None, labels, rename, backend, as_json: bool) -> None:
+def info(model_path: Path | None, labels, rename, backend, as_json: bool, input_scaling=None, negative_label=None,
+         threshold=None) -> None:
     """Describe MODEL (a file, or bundled / bundled-onnx; default: bundled): labels, input, threshold, runtime."""
-    description = open_model(model_path, labels=labels, rename=rename, backend=backend).info()
+    description = open_model(model_path, labels=labels, rename=rename, backend=backend, input_scaling=input_scaling,
+                             negative_label=negative_label, threshold=threshold).info()
     description["installed_runtimes"] = available_backends()
     if as_json:
         click.echo(json.dumps(description, indent=2))
@@ -211,7 +287,11 @@ def info(model_path: Path | None, labels, rename, backend, as_json: bool) -> Non
         "output": _tensor_line(description["output"]),
         "batch": description["batch"],
         "screening flag": _flag_line(description),
+        "heatmaps": "yes (class-activation maps)" if description["heatmaps"] else "no",
+        "scope check": describe_scope(description["scope"]),
         "preprocessing": description["preprocessing"],
+        "input scaling": description["input_scaling"],
+        "assumed": description["assumptions"] or "nothing: the file carries xscreen metadata",
         "model version": meta["model_version"],
         "exported": meta["exported_at"],
         "exported by": meta["xscreen_version"] and f"xscreen {meta['xscreen_version']}",
@@ -275,8 +355,11 @@ def _parse_thread_counts(ctx, param, value: str) -> tuple[int, ...]:
               help="Decoding threads, as in xscreen run [default: one per core].")
 @click.option("--batch-size", type=click.IntRange(min=1),
               help=f"Images per batch, as in xscreen run [default: {DEFAULT_BATCH_SIZE}].")
+@labels_option
+@assumption_options
 def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: Path, limit, split, split_file,
-          floor, runs: int, warmup: int, seed: int, workers, batch_size) -> None:
+          floor, runs: int, warmup: int, seed: int, workers, batch_size, labels=None, input_scaling=None,
+          negative_label=None, threshold=None) -> None:
     """Measure speed against accuracy for each --model at each thread count on labelled folder DATA.
 
     DATA holds one sub-folder per class (or train/valid/test folders of them; a manifest.csv may
@@ -289,7 +372,9 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
 
     err = Console(stderr=True)
     config = BenchConfig(data=data, models=models, threads=threads, runs=runs, warmup=warmup, limit=limit,
-                         split=split, split_file=split_file, seed=seed, workers=workers, batch_size=batch_size)
+                         split=split, split_file=split_file, seed=seed, workers=workers, batch_size=batch_size,
+                         model_options={"labels": labels, "input_scaling": input_scaling,
+                                        "negative_label": negative_label, "threshold": threshold})
     try:
         report = run_bench(config, progress=lambda message: err.print(escape(message), highlight=False,
                                                                       soft_wrap=True))
@@ -305,6 +390,9 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
     hardware = report.hardware
     console.print(f"{escape(hardware['cpu_model'])}, {hardware['cores_logical']} cores, "
                   f"{escape(', '.join(hardware['simd']) or 'no SIMD flags found')}", highlight=False)
+    for row in report.results:
+        if row.get("assumptions") and row["threads"] == threads[0]:
+            console.print(f"[yellow]{escape(row['assumptions'])}[/]", highlight=False)
     console.print(f"wrote {escape(', '.join(str(p) for p in written.values() if p))}", highlight=False)
     if written["plot"] is None:
         console.print(escape("no pareto.png: matplotlib is not installed (pip install 'xscreen[report]')"),
@@ -387,25 +475,37 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
               help="all, or a comma-separated list of: " + ", ".join(list(EXPORT_FORMATS)))
 @click.option("--calibration", type=click.Path(path_type=Path),
               help="Labelled folder for int8 calibration (its training-split images only); "
-                   "default: the run's training films.")
+                   "default: the run's training films. For a model trained elsewhere, also where its "
+                   "threshold is chosen.")
 @click.option("--calibration-size", default=ExportConfig.calibration_size, show_default=True, type=click.IntRange(10),
               help="Training images used to calibrate int8 formats (stratified sample).")
 @click.option("--verify", type=click.Path(path_type=Path),
               help="Labelled folder to verify on (default: the training run's test split).")
 @click.option("--verify-size", type=click.IntRange(1), help="Verify on at most N images (stratified).")
-@click.option("--labels", help="Comma-separated labels in output order, for a model without model.json.")
+@click.option("--labels", callback=_parse_labels, metavar="A,B,C",
+              help="Comma-separated labels in output order, for a model without model.json.")
+@click.option("--input-scaling", type=click.Choice(list(INPUT_SCALINGS)),
+              help="For a model trained elsewhere (required): what its input expects; xscreen puts the "
+                   "grey-to-RGB tiling and this scaling inside the exported graph.")
+@negative_label_option
+@threshold_option
 @click.option("--out", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
 @click.option("--stem", default="xscreen", show_default=True, help="File name prefix.")
 @click.option("--strict", is_flag=True, help="Fail (exit 1) when an int8 format loses > 1 point of macro-F1.")
-def export_command(model, formats, calibration, calibration_size, verify, verify_size, labels, out, stem, strict):
-    """Export a trained Keras MODEL to TFLite and ONNX formats, each verified against it."""
+def export_command(model, formats, calibration, calibration_size, verify, verify_size, labels, input_scaling,
+                   negative_label, threshold, out, stem, strict):
+    """Export a Keras MODEL (.keras or .h5) to TFLite and ONNX formats, each verified against it.
+
+    A model trained elsewhere (no model.json beside it) needs --labels and --input-scaling: xscreen
+    wraps it to take grey 0..255 pixels and give probabilities (a softmax is added to a logits head).
+    """
     _require_training_stack()
     from .export import export_model
 
     config = ExportConfig(
         model=model, out=out, formats=formats, calibration=calibration, calibration_size=calibration_size,
-        verify=verify, verify_size=verify_size, stem=stem, strict=strict,
-        labels=tuple(s.strip() for s in labels.split(",")) if labels else None,
+        verify=verify, verify_size=verify_size, stem=stem, strict=strict, labels=labels,
+        input_scaling=input_scaling, negative_label=negative_label, threshold=threshold,
     )
     try:
         report = export_model(config, log=_log_line)
@@ -426,6 +526,8 @@ def export_command(model, formats, calibration, calibration_size, verify, verify
                       f"{row['macro_f1_delta'] * 100:+.2f}", f"[{colour}]{row['status']}[/] {escape(row['note'])}")
     console = Console() if Console().is_terminal else Console(width=200)
     console.print(table)
+    if report["wrapping"]:
+        console.print(f"wrapped: {escape(report['wrapping']['description'])}", highlight=False)
     console.print(f"report: {escape(str(out / 'export_report.md'))}", highlight=False)
     if any(row["status"] in ("fail", "error") for row in report["formats"]):
         sys.exit(1)
@@ -477,4 +579,32 @@ def demo(ctx: click.Context, folder: Path | None, model_path: Path | None, out: 
                   highlight=False)
     elif not folder.is_dir():
         raise CommandError(f"{folder} is not a folder")
-    ctx.invoke(run, target=folder, model_path=model_path, out=out or fresh_result_path(folder))
+    out = out or fresh_result_path(folder)
+    ctx.invoke(run, target=folder, model_path=model_path, out=out, report=out.with_suffix(".html"))
+
+
+@main.command("report")
+@click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="The HTML file [default: RESULTS with the suffix .html].")
+@model_option
+@labels_option
+@backend_option
+@click.option("--overwrite", is_flag=True, help="Replace --out even when it is not an xscreen report.")
+def report_command(results: Path, out: Path | None, model_path: Path | None, labels, backend, overwrite: bool) -> None:
+    """Write the HTML report of RESULTS, a .csv or .jsonl file written by xscreen run.
+
+    Flagged films get thumbnails with heatmaps when they can still be read and the model (--model,
+    else the bundled one) has a heatmap output and gave the same prediction; otherwise the report
+    shows the table and says why.
+    """
+    try:
+        written, content = report_from_results(results, out or results.with_suffix(".html"), model_path,
+                                               overwrite=overwrite, labels=labels, backend=backend)
+    except (ReportOptionError, ResultsFileError, ModelContractError, MissingRuntimeError) as exc:
+        raise CommandError(str(exc)) from None
+    console = Console()
+    for line in content.notes:
+        console.print(f"[yellow]note[/] {escape(line)}", highlight=False)
+    console.print(f"report: {escape(str(written))} ({len(content.thumbnails):,} heatmap thumbnails)", highlight=False)
+    console.print(f"[dim]{DISCLAIMER}[/]")

@@ -15,13 +15,16 @@ only with a new version)::
                      xscreen, packages {distribution: version}, date_utc (ISO 8601)
     data             path, split, split_file, limit, seed, n_images, per_class {label: count},
                      readme (the data's own caveats, when found), model_training_data {model: text}
-    settings         threads [..], runs, warmup, batch_size, workers, isolation
+    settings         threads [..], runs, warmup, batch_size, workers, model_options (the --labels, --input-scaling,
+                     --negative-label, --threshold given), isolation
     methods          {figure: how it is measured}
     results          one object per model x threads:
         model            display name (file name; the path where two share a name)
         path, format ("tflite" | "onnx"), variant (the model's own format tag, e.g. "tflite-int8"),
         backend ("ai-edge-litert 2.3.0", ...),
-        input_dtype ("float32" | "uint8"), input_size [h, w], threads
+        input_dtype ("float32" | "uint8"), input_size [h, w], threads,
+        input_scaling ("raw" for xscreen models), assumptions (what was assumed for a model without
+                         xscreen metadata, one line; null otherwise)
         size_bytes       model file size
         load_ms          load_model wall time in a fresh process
         peak_rss_mb      peak resident memory of that process

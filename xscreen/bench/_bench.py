@@ -52,6 +52,9 @@ class BenchConfig:
     seed: int = 0
     batch_size: int | None = None  # None: what `xscreen run` uses
     workers: int | None = None
+    # load_model keywords for every model (labels, input_scaling, negative_label, threshold): what a
+    # model without xscreen metadata cannot say itself
+    model_options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -118,11 +121,11 @@ def labelled_images(config: BenchConfig) -> list[LabelledImage]:
     return select_images(images, config.limit, config.seed)
 
 
-def check_labels(models: Sequence[Path], data_labels: set[str]) -> list[dict]:
+def check_labels(models: Sequence[Path], data_labels: set[str], model_options: dict | None = None) -> list[dict]:
     """Load each model once (cheap) to read its labels; refuse data classes a model does not know."""
     described = []
     for path in models:
-        model = load_model(path)
+        model = load_model(path, **(model_options or {}))
         unknown = sorted(data_labels - set(model.metadata.labels))
         if unknown:
             raise LabelMismatchError(
@@ -142,7 +145,8 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
         raise BenchError(f"thread counts must be positive, got {list(config.threads)}")
     images = labelled_images(config)
     counts = Counter(img.label for img in images)
-    models = check_labels(list(dict.fromkeys(Path(m) for m in config.models)), set(counts))
+    model_options = {k: v for k, v in config.model_options.items() if v is not None}
+    models = check_labels(list(dict.fromkeys(Path(m) for m in config.models)), set(counts), model_options)
     names = _display_names([m["path"] for m in models])
     report = BenchReport(
         hardware=hardware_fingerprint(),
@@ -159,7 +163,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
         },
         settings={
             "threads": list(config.threads), "runs": config.runs, "warmup": config.warmup,
-            "batch_size": config.batch_size, "workers": config.workers,
+            "batch_size": config.batch_size, "workers": config.workers, "model_options": model_options,
             "isolation": "one fresh Python process per model x threads",
         },
     )
@@ -167,7 +171,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
         "files": [str(img.path) for img in images],
         "truth": [img.label for img in images],
         "runs": config.runs, "warmup": config.warmup,
-        "batch_size": config.batch_size, "workers": config.workers,
+        "batch_size": config.batch_size, "workers": config.workers, "model_options": model_options,
     }
     for name, model in zip(names, models):
         for threads in config.threads:

@@ -23,7 +23,8 @@ METHODS = {
     "peak_rss_mb": "peak resident memory (VmHWM; ru_maxrss off Linux) of a fresh Python process that loaded "
                    "only this model and ran the latency and pipeline passes",
     "metrics": "xscreen.runtime classification_report on the pipeline's probabilities: argmax class; "
-               "screening flag at the threshold stored in the model",
+               "screening flag at the threshold stored in the model; over the films the scope check kept "
+               "(metrics.scope: per true class, the share kept and the recall counting out-of-scope films as missed)",
 }
 
 

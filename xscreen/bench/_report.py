@@ -64,6 +64,7 @@ def summary_rows(results: list[dict]) -> list[dict]:
         for label in labels:
             row = per_class.get(label)
             cells[f"recall {label}"] = "–" if not row or not row["support"] else f"{row['recall']:.3f}"
+        cells["in scope"] = _in_scope(r["metrics"].get("scope"), labels)
         cells["abnormal sens / spec"] = _screening(r["metrics"].get("screening"))
         cells["peak MB"] = f"{r['peak_rss_mb']:.0f}"
         rows.append(cells)
@@ -104,7 +105,9 @@ def render_markdown(data: dict, plot_name: str | None) -> str:
         + (f", stratified sample (--limit {d['limit']}, seed {d['seed']})" if d["limit"] else "")
         + " · " + ", ".join(f"{k} {v}" for k, v in d["per_class"].items()) + ".",
         f"Latency: batch 1, {s['runs']} timed runs after {s['warmup']} warm-up runs. "
-        "Images/s: the `xscreen run` pipeline, decoding included. Peak MB: one fresh process per row.",
+        "Images/s: the `xscreen run` pipeline, decoding included. Peak MB: one fresh process per row. "
+        "In scope: per class (label order), the share of films the scope check kept; macro-F1 and recall are "
+        "over those films, so a check too eager shows here as lost films.",
         "",
     ]
     table = summary_rows(results)
@@ -203,6 +206,14 @@ def _labels(results: list[dict]) -> list[str]:
     for r in results:
         labels += [label for label in r["metrics"]["labels"] if label not in labels]
     return labels
+
+
+def _in_scope(scope: dict | None, labels: list[str]) -> str:
+    """Per-class share of films the scope check kept, e.g. ``100 / 99.5 / 98.0 %``."""
+    if not scope:
+        return "n/a"
+    rates = [scope["per_class"].get(label) for label in labels]
+    return " / ".join("–" if rate is None else f"{100 * rate['in_scope_rate']:.1f}" for rate in rates) + " %"
 
 
 def _f1(metrics: dict) -> str:

@@ -2,7 +2,8 @@
 
 Verification loads each file through the *runtime* (``xscreen.runtime.load_model``), exactly as
 ``xscreen run`` will, and compares it with the Keras model on held-out images: top-1 agreement,
-max |Δp|, and the format's own per-class metrics.
+max |Δp|, and the format's own per-class metrics. A model trained elsewhere (``input_scaling``
+given) is first wrapped to meet the contract (``_wrap.py``) and verified against the wrapped model.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..runtime._contract import ModelMetadata
+from ..runtime._contract import INPUT_SCALING_CHOICES, ModelMetadata
 from ..runtime._labelled import (
     LabelledFolderError,
     LabelledImage,
@@ -29,10 +30,12 @@ from ..runtime._labelled import (
 )
 from ..runtime._metrics import choose_threshold, classification_report, report_markdown
 from ._formats import ExportFormat, ExportInputs, resolve_formats
-from ._train import DISCLAIMER, METADATA_FILE, SCOPE_FILE, decode_all
+from ._train import DISCLAIMER, METADATA_FILE, SCOPE_FILE, TrainConfig, decode_all
+from ._wrap import Wrapping, wrap_foreign_classifier
 
 FLOAT_MIN_AGREEMENT = 0.995  # a float format below this is a broken conversion
 INT8_MAX_F1_LOSS = 0.01  # an int8 format losing more macro-F1 than this is reported loudly
+SCOPE_QUANTILE = 0.99  # of the validation films' scope scores, for scaling the scope threshold per format
 MIN_VERIFY_IMAGES = 200  # below this, agreement figures are too coarse to judge a conversion
 
 
@@ -50,6 +53,9 @@ class ExportConfig:
     verify: Path | None = None  # labelled folder; default: the test split of the training run
     verify_size: int | None = None  # cap on verification images (all by default)
     labels: tuple[str, ...] | None = None  # for a Keras model without its model.json
+    input_scaling: str | None = None  # a model trained elsewhere: what its input expects (INPUT_SCALINGS)
+    negative_label: str | None = None  # the label meaning nothing to review
+    threshold: float | None = None  # None with negative_label and calibration: chosen on calibration images
     stem: str = "xscreen"
     strict: bool = False
     seed: int = 0
@@ -73,15 +79,32 @@ def _load_classifier(path: Path):
     except Exception as exc:
         raise ExportError(f"{path} is not a loadable Keras model: {exc}") from exc
     in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
-    if len(in_shape) != 4 or in_shape[-1] != 1 or len(out_shape) != 2:
+    if len(in_shape) != 4 or in_shape[-1] not in (1, 3) or None in in_shape[1:] or len(out_shape) != 2:
         raise ExportError(
-            f"{path} is not an xscreen classifier: input {in_shape} (want (None, H, W, 1) grey "
-            f"0..255), output {out_shape} (want (None, n_labels) probabilities)"
+            f"{path} is not an image classifier xscreen can export: input {in_shape} (want (None, H, W, 1) "
+            f"grey or (None, H, W, 3) RGB), output {out_shape} (want (None, n_labels))"
         )
     return model
 
 
-def _base_metadata(config: ExportConfig, model) -> ModelMetadata:
+def _contract_model(config: ExportConfig, model) -> tuple[object, Wrapping | None]:
+    """The model that meets the contract: an xscreen training run's as it is, any other one wrapped."""
+    from_training = config.model.with_name(METADATA_FILE).is_file()
+    if from_training and config.input_scaling not in (None, "raw"):
+        raise ExportError(f"{config.model} is an xscreen training run (its {METADATA_FILE} is beside it): its "
+                          f"scaling is inside the graph, drop --input-scaling {config.input_scaling}")
+    if from_training:
+        return model, None
+    if config.input_scaling is None:
+        raise ExportError(f"{config.model} was not trained by xscreen (no {METADATA_FILE} beside it): say what "
+                          f"its input expects with {INPUT_SCALING_CHOICES}")
+    try:
+        return wrap_foreign_classifier(model, config.input_scaling)
+    except ValueError as exc:
+        raise ExportError(f"{config.model}: {exc}") from None
+
+
+def _base_metadata(config: ExportConfig, model, wrapping: Wrapping | None) -> ModelMetadata:
     sidecar = config.model.with_name(METADATA_FILE)
     n_out = model.output_shape[-1]
     size = tuple(int(v) for v in model.input_shape[1:3])
@@ -99,7 +122,18 @@ def _base_metadata(config: ExportConfig, model) -> ModelMetadata:
         raise ExportError(
             f"{len(metadata.labels)} labels {list(metadata.labels)} but the model outputs {n_out} values"
         )
-    return metadata.with_updates(input_size=size)
+    if config.negative_label is not None and config.negative_label not in metadata.labels:
+        raise ExportError(f"--negative-label {config.negative_label} is not one of the labels "
+                          f"{', '.join(metadata.labels)}")
+    negative = config.negative_label or metadata.negative_label
+    if config.threshold is not None and negative is None:
+        raise ExportError(f"--threshold needs the label that means nothing to review: --negative-label one of "
+                          f"{', '.join(metadata.labels)}")
+    extra = dict(metadata.extra)
+    if wrapping is not None:
+        extra["wrapping"] = wrapping.to_dict()
+    return metadata.with_updates(input_size=size, negative_label=negative, extra=extra,
+                                 threshold=config.threshold if config.threshold is not None else metadata.threshold)
 
 
 def _training_split(model_path: Path) -> dict[str, LabelledImage]:
@@ -112,7 +146,8 @@ def _training_split(model_path: Path) -> dict[str, LabelledImage]:
 
 def _select_images(config: ExportConfig, split: dict[str, LabelledImage]):
     """Calibration images (training split only), verification images (test split, held out) and
-    threshold-tuning images (validation split; empty without a training split)."""
+    threshold-tuning images (validation split; without a training split, the calibration images not
+    verified on; none when the threshold is given)."""
     def labelled(folder: Path, purpose: str) -> list[LabelledImage]:
         if not Path(folder).is_dir():
             raise ExportError(f"{purpose} folder {folder} does not exist")
@@ -145,8 +180,15 @@ def _select_images(config: ExportConfig, split: dict[str, LabelledImage]):
         verify = [img for img in labelled(config.calibration, "calibration") if img.path not in chosen]
     else:
         raise ExportError("nothing to verify against: pass --verify DIR (a labelled folder)")
+    verify = stratified_sample(verify, config.verify_size, config.seed + 1)
     tuning = [img for img in split.values() if img.split == "val" and img.path.is_file()]
-    return calibration, stratified_sample(verify, config.verify_size, config.seed + 1), tuning
+    if config.threshold is not None:
+        tuning = []
+    elif not split:
+        # A model trained elsewhere: its threshold is chosen on the calibration images, never on verified ones.
+        held_out = {img.path.resolve() for img in verify}
+        tuning = [img for img in calibration if img.path.resolve() not in held_out]
+    return calibration, verify, tuning
 
 
 def _judge(fmt: ExportFormat, agreement: float, f1_delta: float, strict: bool) -> tuple[str, str]:
@@ -166,8 +208,10 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
 
     formats = resolve_formats(config.formats)
     config.model = Path(config.model)
-    classifier = _load_classifier(config.model)
-    base = _base_metadata(config, classifier)
+    classifier, wrapping = _contract_model(config, _load_classifier(config.model))
+    if wrapping is not None:
+        log(f"wrapped {config.model.name}: {wrapping.describe()}")
+    base = _base_metadata(config, classifier, wrapping)
     model, outputs = _screening_model(config.model, classifier, base)
     base = base.with_updates(outputs=outputs, scope=base.scope if "scope" in outputs else None)
     log("outputs: " + ", ".join(f"{name} {tuple(shape)}" for name, shape in outputs.items()))
@@ -186,11 +230,26 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
     verify_pixels, verify_images = decode(verify_images)
     y_true = np.array([base.labels.index(img.label) for img in verify_images])
     tuning = None
+    if wrapping is not None and tuning_images and base.negative_label and base.threshold is None:
+        base = base.with_updates(extra={**base.extra, "min_sensitivity": TrainConfig.min_sensitivity})
     if tuning_images and base.negative_label and base.extra.get("min_sensitivity"):
         tune_pixels, tuning_images = decode(tuning_images)
         negative = np.array([img.label == base.negative_label for img in tuning_images])
+        keras_scope = None
+        if "scope" in outputs:
+            from ..runtime._scope import scope_scores
+
+            z = _named(model.predict(tune_pixels.astype(np.float32), batch_size=64, verbose=0), outputs)["scope"]
+            keras_scope = scope_scores(z, np.asarray(base.scope["class_means"], np.float32))
         tuning = _Tuning(tune_pixels, ~negative, base.labels.index(base.negative_label),
-                         float(base.extra["min_sensitivity"]))
+                         float(base.extra["min_sensitivity"]), keras_scope)
+        if base.threshold is None:
+            base = base.with_updates(threshold=tuning.threshold_for(
+                lambda pixels: classifier.predict(pixels.astype(np.float32), batch_size=64, verbose=0)))
+            log(f"threshold {base.threshold:.4f} chosen on {len(tuning_images)} calibration images "
+                f"(abnormal sensitivity >= {tuning.min_sensitivity})")
+    elif wrapping is not None and base.negative_label and base.threshold is None:
+        log("no screening threshold: pass --threshold, or --calibration DIR to choose one")
     log(f"calibration: {0 if calibration is None else len(calibration)} training images; "
         f"verification: {len(verify_images)} held-out images")
     if len(verify_images) < MIN_VERIFY_IMAGES:
@@ -229,6 +288,7 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
                          "source": "training test split" if split and config.verify is None
                          else str(config.verify or config.calibration)},
         "calibration_images": 0 if calibration is None else len(calibration),
+        "wrapping": None if wrapping is None else wrapping.to_dict(),
         "keras": reference.report,
         "formats": rows,
         "disclaimer": DISCLAIMER,
@@ -279,10 +339,22 @@ class _Tuning:
     abnormal: np.ndarray
     negative_index: int
     min_sensitivity: float
+    keras_scope: np.ndarray | None = None  # the Keras model's scope scores on these films
 
-    def threshold_for(self, model) -> float:
-        scores = 1.0 - model.predict(self.pixels)[:, self.negative_index]
+    def threshold_for(self, predict: Callable[[np.ndarray], np.ndarray]) -> float:
+        scores = 1.0 - predict(self.pixels)[:, self.negative_index]
         return choose_threshold(self.abnormal, scores, self.min_sensitivity)
+
+    def scope_for(self, model, scope: dict) -> dict:
+        """The scope statistics with the threshold scaled to this format: quantization inflates every
+        film's score, so the Keras threshold is moved by the ratio of the 99th percentiles on these films."""
+        if self.keras_scope is None or not model.has_scope:
+            return scope
+        ratio = float(np.quantile(model.predict_outputs(self.pixels).scope_score, SCOPE_QUANTILE)
+                      / np.quantile(self.keras_scope, SCOPE_QUANTILE))
+        keras_threshold = scope.get("keras_threshold", scope["threshold"])
+        return {**scope, "threshold": round(keras_threshold * ratio, 6), "keras_threshold": keras_threshold,
+                "format_ratio": round(ratio, 4)}
 
 
 def _write_model_file(fmt: ExportFormat, data: bytes, metadata: ModelMetadata, path: Path) -> None:
@@ -316,7 +388,9 @@ def _export_one(fmt: ExportFormat, inputs: ExportInputs, metadata: ModelMetadata
 
     runtime_model = load_model(path)
     if reference.tuning is not None:
-        metadata = metadata.with_updates(threshold=reference.tuning.threshold_for(runtime_model))
+        metadata = metadata.with_updates(threshold=reference.tuning.threshold_for(runtime_model.predict),
+                                         scope=reference.tuning.scope_for(runtime_model, metadata.scope)
+                                         if metadata.scope else None)
         _write_model_file(fmt, data, metadata, path)
         runtime_model = load_model(path)  # verify the file as it ships, with its final metadata
     row["threshold"] = metadata.threshold
@@ -358,10 +432,12 @@ def _extra_outputs_agreement(runtime_model, reference: _Reference, metadata: Mod
     if "scope" in reference.outputs and outputs.scope_score is not None:
         keras_score = scope_scores(reference.outputs["scope"], np.asarray(metadata.scope["class_means"], np.float32))
         threshold = metadata.scope["threshold"]
+        keras_threshold = metadata.scope.get("keras_threshold", threshold)
+        found["scope_threshold"] = threshold
         found["scope_in_scope_rate"] = float((outputs.scope_score <= threshold).mean())
-        found["scope_in_scope_rate_keras"] = float((keras_score <= threshold).mean())
+        found["scope_in_scope_rate_keras"] = float((keras_score <= keras_threshold).mean())
         found["scope_decision_agreement"] = float(((outputs.scope_score <= threshold)
-                                                    == (keras_score <= threshold)).mean())
+                                                    == (keras_score <= keras_threshold)).mean())
         found["scope_score_max_rel_diff"] = float(np.max(np.abs(outputs.scope_score - keras_score)
                                                           / np.maximum(keras_score, 1e-6)))
     return found
@@ -374,6 +450,8 @@ def _report_md(report: dict) -> str:
           f"Verified on {report['verification']['images']} held-out images "
           f"({report['verification']['source']}); int8 calibrated on {report['calibration_images']} "
           "training images.", "",
+          *([f"Wrapped to meet the xscreen contract (verified against the wrapped Keras model): "
+             f"{report['wrapping']['description']}.", ""] if report["wrapping"] else []),
           "| format | file | size (MB) | top-1 agreement | max abs Δp | macro-F1 | Δ vs Keras (pts) "
           "| status |", "|---|---|---|---|---|---|---|---|",
           f"| keras (reference) | | | 1.0000 | 0 | {report['keras']['macro_f1']:.4f} | 0 | |"]

@@ -86,7 +86,7 @@ def write_model_card(run: Path, exported: Path, shipped: str, out: Path, scope_r
     cfg = train["config"]
     counts = ", ".join(f"{k} {v:,}" for k, v in train["class_counts"].items())
     screening = ship["metrics"]["screening"]
-    scope = train["scope"]
+    scope = json.loads((run / "model.json").read_text())["scope"]  # what the export embedded
     by_source, by_cohort = _cohorts_of_shipped(run, exported / ship["file"])
 
     md = [

@@ -60,7 +60,7 @@ class TrainConfig:
     # proportion to n_s ** (1 - source_balance) (0: by count, 1: every source equal).
     source_balance: float = 0.5
     hold_outs: tuple[str, ...] = ()  # "name=field:pattern[,field:pattern]" (see _holdout.py)
-    scope_features: int = 64  # PCA dimensions of the out-of-scope statistic
+    scope_features: int = 1280  # PCA dimensions of the out-of-scope statistic (1280: all of MobileNetV2's)
     head_epochs: int = 30
     epochs: int = 15
     patience: int = 4

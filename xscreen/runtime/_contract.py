@@ -5,11 +5,18 @@ Every model xscreen exports (``xscreen.export``) follows it, and the runtime rea
 * **Input**: one tensor ``(N, H, W, 1)``: grey pixels 0..255 from
   :func:`xscreen.runtime.decode_radiograph` (preprocessing :data:`PREPROCESSING_ID`), float32, or
   uint8 for full-integer models. The MobileNetV2 scaling to [-1, 1] and the grey-to-RGB tiling are
-  inside the graph, so the runtime never normalises.
+  inside the graph, so the runtime never normalises: their metadata says ``input_scaling: "raw"``.
+* **Input scaling** (:data:`INPUT_SCALINGS`): what a *third-party* model expects its float input to
+  be, given by the user (``--input-scaling``, required for a file without metadata): ``raw`` 0..255,
+  ``unit`` [0, 1], ``mobilenet_v2`` [-1, 1], ``imagenet`` (x / 255 - mean) / std per RGB channel.
+  The runtime applies it after tiling grey to the model's channels; ``xscreen export`` puts it
+  inside the graph instead, so every exported file is ``raw``.
 * **Outputs**, told apart by their per-image shape as ``metadata.outputs`` declares them (never by
   name or order, which differ between formats):
 
-  - ``probabilities`` ``(N, C)``: softmax over the labels, in label order. Always present.
+  - ``probabilities`` ``(N, C)``: softmax over the labels, in label order. Always present. A
+    third-party model that outputs logits gets a softmax from the runtime, and says so
+    (``extra["output"]``).
   - ``cam`` ``(N, h, w, C)``: the class-activation map, the last feature map times the final dense
     kernel (no bias, no softmax): heatmaps from numpy alone, exact for a GAP + dense head.
   - ``scope`` ``(N, k)``: whitened PCA coordinates of the pooled features, ``z = (f - mean) @ W``.
@@ -34,6 +41,43 @@ METADATA_KEY = "xscreen"
 SCHEMA_VERSION = 1
 
 
+@dataclass(frozen=True)
+class InputScaling:
+    """Pixel value p (0..255) -> model input ``p * scale[c] + offset[c]`` for RGB channel c."""
+
+    name: str
+    description: str
+    scale: tuple[float, float, float]
+    offset: tuple[float, float, float]
+
+    @property
+    def per_channel(self) -> bool:
+        """True when the channels are scaled differently (then the model must take RGB)."""
+        return len(set(zip(self.scale, self.offset))) > 1
+
+
+def _same(scale: float, offset: float = 0.0) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return (scale,) * 3, (offset,) * 3
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, on [0, 1] pixels
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+INPUT_SCALINGS: dict[str, InputScaling] = {
+    s.name: s
+    for s in (
+        InputScaling("raw", "0..255 as decoded (the xscreen contract)", *_same(1.0)),
+        InputScaling("unit", "[0, 1]: x / 255", *_same(1 / 255)),
+        InputScaling("mobilenet_v2", "[-1, 1]: x / 127.5 - 1", *_same(1 / 127.5, -1.0)),
+        InputScaling("imagenet", "ImageNet: (x / 255 - mean) / std per RGB channel",
+                     tuple(1 / (255 * s) for s in IMAGENET_STD),
+                     tuple(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))),
+    )
+}
+INPUT_SCALING_CHOICES = ("--input-scaling raw (0..255), unit ([0, 1]), mobilenet_v2 ([-1, 1]) "
+                         "or imagenet (ImageNet mean/std)")
+
+
 class ModelContractError(ValueError):
     """A model file that does not honour the contract; the message says what is wrong."""
 
@@ -46,6 +90,7 @@ class ModelMetadata:
     input_size: tuple[int, int]  # (height, width)
     input_dtype: str = "float32"  # "float32" or "uint8"
     preprocessing: str = PREPROCESSING_ID
+    input_scaling: str = "raw"  # what the model's input expects; exported models scale inside the graph
     negative_label: str | None = None  # the label that means "nothing to review"
     threshold: float | None = None  # review when 1 - p(negative_label) >= threshold
     format: str | None = None
@@ -69,6 +114,10 @@ class ModelMetadata:
             raise ModelContractError(f"input_size must be (height, width), got {self.input_size}")
         if self.input_dtype not in ("float32", "uint8"):
             raise ModelContractError(f"input_dtype must be float32 or uint8, got {self.input_dtype}")
+        if self.input_scaling not in INPUT_SCALINGS:
+            raise ModelContractError(
+                f"input_scaling must be one of {', '.join(INPUT_SCALINGS)}, got {self.input_scaling!r}"
+            )
         if self.negative_label is not None and self.negative_label not in self.labels:
             raise ModelContractError(
                 f"negative_label {self.negative_label!r} is not one of the labels {list(self.labels)}"

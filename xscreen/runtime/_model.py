@@ -16,11 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from ._backends import TensorSpec, model_format, open_engine, usable_cores
-from ._contract import ModelContractError, ModelMetadata
+from ._contract import INPUT_SCALING_CHOICES, INPUT_SCALINGS, ModelContractError, ModelMetadata
 from ._decode import PREPROCESSINGS
 from ._scope import scope_scores
 
 OUTPUT_ROLES = ("probabilities", "cam", "scope")  # what an output can be (see _contract.py)
+# A model without metadata: extra[ASSUMED] marks what the user said, extra["output"] what its output was found to be.
+ASSUMED = "assumed"
+LOGITS_OUTPUT = "logits, softmax applied by xscreen"
+PROBABILITIES_OUTPUT = "probabilities (checked on probe images)"
 
 _MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 BUNDLED_MODEL = _MODELS_DIR / "xscreen_int8.tflite"
@@ -91,7 +95,13 @@ class ScreeningModel:
             raise ModelContractError(f"{path}: its batch is fixed at {spec.shape[0]}; xscreen needs 1 or dynamic")
         self._fixed_batch = spec.shape[0] == 1
         self._input_dtype = spec.dtype
-        self._input_lut = _quantization_lut(spec)
+        self._input_lut = _input_lut(spec, metadata.input_scaling, self._channels, path)
+        # A per-channel table is indexed by channel too: (1, 1, 1, C) for NHWC, (1, C, 1, 1) for NCHW.
+        self._lut_channels = None
+        if self._input_lut is not None and self._input_lut.ndim == 2:
+            self._lut_channels = np.arange(self._channels).reshape((1, 1, 1, -1) if self._channels_last
+                                                                   else (1, -1, 1, 1))
+        self._softmax = metadata.extra.get("output") == LOGITS_OUTPUT
         self._roles = match_outputs(engine.outputs, metadata, path)
         scope = metadata.scope if "scope" in self._roles else None
         self._class_means = None if scope is None else _class_means(scope, self.labels, path)
@@ -166,6 +176,8 @@ class ScreeningModel:
     def _model_input(self, pixels: np.ndarray) -> np.ndarray:
         if not self._channels_last:
             pixels = pixels.transpose(0, 3, 1, 2)
+        if self._lut_channels is not None:  # ImageNet scaling: each RGB channel its own table
+            return self._input_lut[self._lut_channels, pixels]
         if self._channels != 1:
             shape = list(pixels.shape)
             shape[3 if self._channels_last else 1] = self._channels
@@ -188,8 +200,23 @@ class ScreeningModel:
                     f"{len(self.labels)} labels"
                 )
         if spec.quantized:
-            return (values.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+            values = (values.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+        if role == "probabilities" and self._softmax:
+            return _softmax(values.astype(np.float32, copy=False))
         return values.astype(np.float32, copy=False)
+
+    @property
+    def assumptions(self) -> str | None:
+        """What the user told xscreen about a model without metadata, in one line (None: it has metadata)."""
+        meta = self.metadata
+        if ASSUMED not in meta.extra:
+            return None
+        scaling = INPUT_SCALINGS[meta.input_scaling]
+        flag = (f"review when 1 - p({meta.negative_label}) >= {meta.threshold:g}"
+                if meta.negative_label is not None and meta.threshold is not None
+                else "no screening flag (give --negative-label and --threshold)")
+        return (f"{self.path.name} has no xscreen metadata; assumed labels {', '.join(meta.labels)}, "
+                f"input scaling {scaling.name} ({scaling.description}), output {meta.extra['output']}, {flag}")
 
     def info(self) -> dict:
         """Self-description: labels, tensors, quantization, thresholds, metadata, runtime, file size."""
@@ -211,6 +238,8 @@ class ScreeningModel:
             "heatmaps": self.has_heatmaps,
             "scope": meta.scope if self.has_scope else None,
             "preprocessing": meta.preprocessing,
+            "input_scaling": meta.input_scaling,
+            "assumptions": self.assumptions,
             "metadata": asdict(meta),
         }
 
@@ -309,13 +338,38 @@ def _input_hw(spec: TensorSpec, channels_last: bool) -> tuple[int | None, int | 
     return spec.shape[1:3] if channels_last else spec.shape[2:4]
 
 
-def _quantization_lut(spec: TensorSpec) -> np.ndarray | None:
-    """Pixel value -> quantized input value, for integer inputs whose quantization is not the identity."""
-    if not spec.quantized or (spec.dtype == np.uint8 and spec.scale == 1.0 and spec.zero_point == 0):
+def _input_lut(spec: TensorSpec, input_scaling: str, channels: int, path: Path) -> np.ndarray | None:
+    """Pixel value -> model input value: the input scaling, then the input's quantization.
+
+    None where a cast does (raw pixels into a float or identity-quantized input); shape (256,) when
+    every channel is alike, (channels, 256) when they differ (ImageNet mean/std).
+    """
+    scaling = INPUT_SCALINGS[input_scaling]
+    identity_quantization = spec.dtype == np.uint8 and spec.scale == 1.0 and spec.zero_point == 0
+    if scaling.name == "raw" and (not spec.quantized or identity_quantization):
         return None
-    info = np.iinfo(spec.dtype)
-    levels = np.rint(np.arange(256) / spec.scale + spec.zero_point)
-    return np.clip(levels, info.min, info.max).astype(spec.dtype)
+    if spec.dtype.kind != "f" and not spec.quantized:
+        raise ModelContractError(
+            f"{path}: its {spec.dtype.name} input is not quantized, so it takes raw 0..255 pixels only, "
+            f"not input scaling {scaling.name}"
+        )
+    if scaling.per_channel and channels != 3:
+        raise ModelContractError(f"{path}: input scaling {scaling.name} is per RGB channel, but the model "
+                                 f"takes {channels} channel(s)")
+    rows = 3 if scaling.per_channel else 1
+    real = (np.arange(256)[None, :] * np.asarray(scaling.scale[:rows])[:, None]
+            + np.asarray(scaling.offset[:rows])[:, None])
+    if spec.quantized:
+        info = np.iinfo(spec.dtype)
+        real = np.clip(np.rint(real / spec.scale + spec.zero_point), info.min, info.max)
+    table = real.astype(spec.dtype)
+    return table if scaling.per_channel else table[0]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
 
 
 def load_model(
@@ -325,6 +379,9 @@ def load_model(
     rename: Mapping[str, str] | None = None,
     threads: int | None = None,
     backend: str | None = None,
+    input_scaling: str | None = None,
+    negative_label: str | None = None,
+    threshold: float | None = None,
 ) -> ScreeningModel:
     """Open a ``.tflite`` or ``.onnx`` model and check it against the model-file contract.
 
@@ -333,6 +390,9 @@ def load_model(
     repeat the embedded labels in their order, so it can never mislabel an output. ``rename``
     (old name -> new name) renames labels in the output; the negative label and the screening
     flag follow the rename.
+    ``input_scaling`` (a key of ``INPUT_SCALINGS``) is required for a model without metadata: what
+    its input expects; a logits output then gets a softmax (decided on probe images).
+    ``negative_label`` and ``threshold`` set or replace the screening flag.
     ``threads`` is the runtime's thread count (None: one per usable core). ``backend`` forces a
     runtime by name (see ``available_backends``). Raises ``ModelContractError`` naming the file when
     it is not a usable model, ``MissingRuntimeError`` (an ImportError) with the pip command when no
@@ -346,19 +406,58 @@ def load_model(
     fmt = model_format(path)
     threads = threads or usable_cores()
     engine, backend_name = open_engine(path, fmt, threads, backend)
-    metadata = _resolve_metadata(path, engine, labels)
+    metadata = _resolve_metadata(path, engine, labels, input_scaling)
     if rename:
         metadata = renamed_metadata(metadata, rename, path)
-    return ScreeningModel(path, fmt, engine, backend_name, metadata, threads)
+    if negative_label is not None or threshold is not None:
+        metadata = _with_flag(path, metadata, negative_label, threshold)
+    model = ScreeningModel(path, fmt, engine, backend_name, metadata, threads)
+    if ASSUMED in metadata.extra:
+        output = PROBABILITIES_OUTPUT if _outputs_probabilities(model) else LOGITS_OUTPUT
+        model = ScreeningModel(path, fmt, engine, backend_name,
+                               metadata.with_updates(extra={**metadata.extra, "output": output}), threads)
+    return model
 
 
-def _resolve_metadata(path: Path, engine, labels: Sequence[str] | None) -> ModelMetadata:
+def _with_flag(path: Path, metadata: ModelMetadata, negative_label: str | None,
+               threshold: float | None) -> ModelMetadata:
+    negative_label = negative_label if negative_label is not None else metadata.negative_label
+    if negative_label is None:
+        raise ModelContractError(f"{path}: a threshold needs the label that means nothing to review: "
+                                 f"--negative-label one of {', '.join(metadata.labels)}")
+    if negative_label not in metadata.labels:
+        raise ModelContractError(f"{path}: negative label {negative_label!r} is not one of its labels "
+                                 f"{', '.join(metadata.labels)}")
+    return metadata.with_updates(negative_label=negative_label,
+                                 threshold=threshold if threshold is not None else metadata.threshold)
+
+
+def _outputs_probabilities(model: ScreeningModel) -> bool:
+    """Whether the outputs on a few probe images (flat and noisy) lie in [0, 1] and sum to 1."""
+    height, width = model.input_size
+    rng = np.random.default_rng(0)
+    flat = np.stack([np.full((height, width, 1), level, np.uint8) for level in (0, 128, 255)])
+    probes = np.concatenate([flat, rng.integers(0, 256, (3, height, width, 1), dtype=np.uint8)])
+    out = model.predict(probes)
+    # A uint8 output holds probabilities in steps of 1/256: allow for their rounding.
+    return bool(out.min() >= -1e-3 and out.max() <= 1 + 1e-3 and np.allclose(out.sum(1), 1, atol=0.02))
+
+
+def _resolve_metadata(path: Path, engine, labels: Sequence[str] | None,
+                      input_scaling: str | None) -> ModelMetadata:
     spec = engine.input
     channels_last, _ = _image_layout(spec, path)
     height, width = _input_hw(spec, channels_last)
     labels = None if labels is None else tuple(labels)
+    if input_scaling is not None and input_scaling not in INPUT_SCALINGS:
+        raise ModelContractError(f"unknown input scaling {input_scaling!r}: use {INPUT_SCALING_CHOICES}")
     if engine.metadata is not None:
         metadata = ModelMetadata.from_json(engine.metadata)
+        if input_scaling not in (None, metadata.input_scaling):
+            raise ModelContractError(
+                f"{path} carries xscreen metadata saying its input scaling is {metadata.input_scaling} "
+                f"(inside the graph for exported models): drop --input-scaling {input_scaling}"
+            )
         if labels is not None and labels != metadata.labels:
             raise ModelContractError(
                 f"{path} names its outputs itself ({','.join(metadata.labels)}): --labels may only repeat "
@@ -369,6 +468,9 @@ def _resolve_metadata(path: Path, engine, labels: Sequence[str] | None) -> Model
             f"{path} carries no xscreen metadata: name its outputs in order, "
             "e.g. --labels healthy,pneumonia,covid"
         )
+    elif input_scaling is None:
+        raise ModelContractError(f"{path} carries no xscreen metadata: say what its input expects with "
+                                 f"{INPUT_SCALING_CHOICES}")
     else:
         if height is None or width is None:
             raise ModelContractError(
@@ -376,7 +478,9 @@ def _resolve_metadata(path: Path, engine, labels: Sequence[str] | None) -> Model
             )
         metadata = ModelMetadata(
             labels=labels, input_size=(height, width),
-            input_dtype="float32" if spec.dtype.kind == "f" else "uint8",
+            input_dtype="float32" if spec.dtype.kind == "f" else "uint8", input_scaling=input_scaling,
+            extra={ASSUMED: "no xscreen metadata in the file: labels, input scaling and screening flag "
+                            "given by the user"},
         )
 
     if metadata.preprocessing not in PREPROCESSINGS:

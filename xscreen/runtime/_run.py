@@ -118,6 +118,7 @@ def run_screening(
     progress: Callable[[int, int], None] | None = None,
     heatmaps: bool = False,
     scope_check: bool = True,
+    on_batch: Callable[[list[ScreeningResult]], None] | None = None,
 ) -> RunSummary:
     """Screen every image under ``target`` with ``model`` and write one row per file to ``out``.
 
@@ -127,12 +128,44 @@ def run_screening(
     second run) and ``<out>.meta.json`` records the model that wrote it; a resume with another
     model raises ResumeError. A file listed twice is screened once. ``progress(done, to_do)`` is
     called before the first batch and after each one. ``heatmaps`` and ``scope_check``: see
-    :func:`screen_batches`. Raises NoInputsError when ``target`` holds
-    no images, and the errors of :func:`load_model` and :func:`open_writer`.
+    :func:`screen_batches`; ``on_batch(results)`` receives each batch once it is written (with its
+    heatmaps). Raises NoInputsError when ``target`` holds no images, and the errors of
+    :func:`load_model` and :func:`open_writer`.
     """
     if not isinstance(model, ScreeningModel):
         model = load_model(model)
     started = time.perf_counter()
+    paths, summary = start_run(target, model, out, follow_symlinks=follow_symlinks)
+    times = StageTimes()
+    with locked_output(out), _writer(out, model, resume, overwrite) as writer:
+        summary.add_earlier(writer.earlier)
+        to_do = [p for p in paths if p not in writer.done] if writer.done else paths
+        summary.skipped_resumed = len(paths) - len(to_do)
+        if progress:
+            progress(0, len(to_do))
+        batches = screen_batches(to_do, model, workers=workers, batch_size=batch_size, times=times,
+                                 heatmaps=heatmaps, scope_check=scope_check)
+        with closing(batches):
+            for batch in batches:
+                write_started = time.perf_counter()
+                writer.write(batch)
+                summary.write_s += time.perf_counter() - write_started
+                summary.add(batch)
+                if on_batch:
+                    on_batch(batch)
+                if progress:
+                    progress(summary.new_ok + summary.new_errors, len(to_do))
+    summary.decode_s, summary.inference_s = times.decode_s, times.inference_s
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+def start_run(target: str | os.PathLike, model: ScreeningModel, out: str | os.PathLike, *,
+              follow_symlinks: bool = False) -> tuple[list[str], RunSummary]:
+    """The files a run screens, in discovery order and once each, and its empty summary; shared by every engine.
+
+    Raises NoInputsError when ``target`` holds no images.
+    """
     ignored: Counter[str] = Counter()
     listed = [str(p) for p in discover_inputs(
         target, follow_symlinks=follow_symlinks, on_ignored=lambda _path, reason: ignored.update([reason]),
@@ -149,26 +182,7 @@ def run_screening(
     summary = RunSummary(total=len(paths), out=str(out), model=str(model.path), backend=model.backend,
                          duplicates=len(listed) - len(paths), per_class=dict.fromkeys(model.labels, 0),
                          ignored=dict(ignored))
-    times = StageTimes()
-    with locked_output(out), _writer(out, model, resume, overwrite) as writer:
-        summary.add_earlier(writer.earlier)
-        to_do = [p for p in paths if p not in writer.done] if writer.done else paths
-        summary.skipped_resumed = len(paths) - len(to_do)
-        if progress:
-            progress(0, len(to_do))
-        batches = screen_batches(to_do, model, workers=workers, batch_size=batch_size, times=times,
-                                 heatmaps=heatmaps, scope_check=scope_check)
-        with closing(batches):
-            for batch in batches:
-                write_started = time.perf_counter()
-                writer.write(batch)
-                summary.write_s += time.perf_counter() - write_started
-                summary.add(batch)
-                if progress:
-                    progress(summary.new_ok + summary.new_errors, len(to_do))
-    summary.decode_s, summary.inference_s = times.decode_s, times.inference_s
-    summary.elapsed_s = time.perf_counter() - started
-    return summary
+    return paths, summary
 
 
 def _writer(out, model: ScreeningModel, resume: bool, overwrite: bool):

@@ -23,10 +23,11 @@ import numpy as np
 # RG (radiographic imaging). Everything else (CT, MR, US, NM, PT, MG, RTDOSE, SEG, ...) is not a chest film.
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG"})
 CHEST_BODY_PART_WORDS = ("CHEST", "THORA", "LUNG")  # CHEST, THORAX, THORACIC, LUNG(S), PORTABLE CHEST, ...
-LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT", "LLD", "RLD"})
+LATERAL_VIEWS = frozenset({"LL", "RL", "LATERAL", "LAT"})  # not LLD/RLD: decubitus films are frontal projections
 SECONDARY_CAPTURE_SOP_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
-# Secondary captures say what they are a capture of in ConversionType; these come from a radiograph.
-RADIOGRAPH_CONVERSIONS = frozenset({"DF", "DI"})  # digitized film, digital interface
+# A secondary capture counts as a radiograph when its Modality says so or it is a digitized film (DF);
+# workstation captures, scanned documents, drawings and video frames are not.
+RADIOGRAPH_CONVERSIONS = frozenset({"DF"})
 
 INVERTED_REASON = "out of scope: probably inverted (a negative; check MONOCHROME1/export settings)"
 
@@ -65,8 +66,16 @@ def scope_scores(z: np.ndarray, class_means: np.ndarray) -> np.ndarray:
 
 
 def score_reason(score: float, threshold: float) -> str:
-    """The reason shown for a film whose scope score is above the threshold."""
-    return f"out of scope: far from the training films (score {score:.1f} > {threshold:.1f})"
+    """The reason shown for a film whose scope score is above the threshold (3 digits: never "1.5 > 1.5")."""
+    return f"out of scope: far from the training films (score {score:.3g} > {threshold:.3g})"
+
+
+def describe_scope(scope: dict | None) -> str:
+    """One line for ``xscreen info``: the image check's threshold, its rule and what it was fitted on."""
+    if scope is None:
+        return "DICOM headers only (the model has no scope output)"
+    return (f"DICOM headers, and the image: out of scope when its score > {float(scope['threshold']):g} "
+            f"({scope.get('threshold_rule', 'rule not given')}); fitted on {scope.get('fitted_on', 'not given')}")
 
 
 def image_reasons(model, pixels: np.ndarray, scores: np.ndarray, screened: np.ndarray) -> list[str | None]:
