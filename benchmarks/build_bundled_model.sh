@@ -16,10 +16,11 @@ xscreen train "$DATA/cxr3" "$DATA/nih" --out "$RUN" --weights "$WEIGHTS" --epoch
     --hold-out nih=source:nih-chestxray14 --hold-out 'kermany-normal2=file:*NORMAL2-*' \
     --hold-out rsna-normals=source:rsna
 xscreen export "$RUN/model.keras" --formats all --out "$MODELS"   # int8 calibrated on the run's training films
-python benchmarks/shortcut_audit.py "$RUN" "$MODELS/xscreen_int8.tflite" "$MODELS"
-python -c "import sys; from xscreen.export import write_model_card; \
-write_model_card(sys.argv[1], sys.argv[2], 'tflite-int8', 'MODEL_CARD.md', sys.argv[2] + '/scope_rates.md', \
-sys.argv[2] + '/shortcut_audit.md')" "$RUN" "$MODELS"
 mkdir -p xscreen/models
 cp "$MODELS/xscreen_int8.tflite" "$MODELS/xscreen_int8.onnx" xscreen/models/
+python benchmarks/shortcut_audit.py "$RUN" xscreen/models/xscreen_int8.tflite "$MODELS"
+python benchmarks/scope_rates.py --split-file "$RUN/split.csv" --limit 500   # benchmarks/results/scope_rates.*
+python -c "import sys; from xscreen.export import write_model_card; \
+write_model_card(sys.argv[1], sys.argv[2], 'tflite-int8', 'MODEL_CARD.md', 'benchmarks/results/scope_rates.md', \
+sys.argv[2] + '/shortcut_audit.md')" "$RUN" "$MODELS"
 echo "bundled: $(ls xscreen/models)"
