@@ -28,7 +28,7 @@ import numpy as np
 
 from ..runtime import ResumeError, ScreeningModel, ScreeningResult, load_model, result_columns
 from ..runtime._pipeline import screen_batches
-from ..runtime._run import OutputExistsError, RunSummary, _writer, locked_output, start_run
+from ..runtime._run import OutputExistsError, RunSummary, open_run_output, start_run
 
 RAY_BATCH_SIZE = 64  # paths per actor call: Ray's cost per call spread over many files (benchmarks/ray_throughput.py)
 PARQUET_SUFFIX = ".parquet"
@@ -219,12 +219,8 @@ class _Screen:
 def _to_file(screen: _Screen, model: ScreeningModel, paths: list[str], out: Path, summary: RunSummary, *,
              resume: bool, overwrite: bool, progress: Callable[[int, int], None] | None) -> None:
     """Gather the rows on the driver into a CSV or JSONL file through the local engine's lock and writer."""
-    with locked_output(out), _writer(out, model, resume, overwrite) as writer:
-        summary.add_earlier(writer.earlier)
-        to_do = [p for p in paths if p not in writer.done] if writer.done else paths
-        summary.skipped_resumed = len(paths) - len(to_do)
-        if progress:
-            progress(0, len(to_do))
+    with open_run_output(out, model, paths, summary, resume=resume, overwrite=overwrite,
+                         progress=progress) as (writer, to_do):
         if not to_do:
             return
         for table in screen.rows(to_do, ray_progress=False).iter_batches(batch_size=None, batch_format="pyarrow"):

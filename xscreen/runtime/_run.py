@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -137,12 +137,8 @@ def run_screening(
     started = time.perf_counter()
     paths, summary = start_run(target, model, out, follow_symlinks=follow_symlinks)
     times = StageTimes()
-    with locked_output(out), _writer(out, model, resume, overwrite) as writer:
-        summary.add_earlier(writer.earlier)
-        to_do = [p for p in paths if p not in writer.done] if writer.done else paths
-        summary.skipped_resumed = len(paths) - len(to_do)
-        if progress:
-            progress(0, len(to_do))
+    with open_run_output(out, model, paths, summary, resume=resume, overwrite=overwrite,
+                         progress=progress) as (writer, to_do):
         batches = screen_batches(to_do, model, workers=workers, batch_size=batch_size, times=times,
                                  heatmaps=heatmaps, scope_check=scope_check)
         with closing(batches):
@@ -183,6 +179,22 @@ def start_run(target: str | os.PathLike, model: ScreeningModel, out: str | os.Pa
                          duplicates=len(listed) - len(paths), per_class=dict.fromkeys(model.labels, 0),
                          ignored=dict(ignored))
     return paths, summary
+
+
+@contextmanager
+def open_run_output(out, model: ScreeningModel, paths: list[str], summary: RunSummary, *, resume: bool,
+                    overwrite: bool, progress: Callable[[int, int], None] | None):
+    """Lock ``out`` and open its writer for any engine; yield ``(writer, paths not in it yet)``.
+
+    The rows of earlier runs are counted into ``summary`` and ``progress(0, to_do)`` is called.
+    """
+    with locked_output(out), _writer(out, model, resume, overwrite) as writer:
+        summary.add_earlier(writer.earlier)
+        to_do = [p for p in paths if p not in writer.done] if writer.done else paths
+        summary.skipped_resumed = len(paths) - len(to_do)
+        if progress:
+            progress(0, len(to_do))
+        yield writer, to_do
 
 
 def _writer(out, model: ScreeningModel, resume: bool, overwrite: bool):
