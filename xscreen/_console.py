@@ -108,6 +108,8 @@ def print_run_summary(console: Console, summary: RunSummary, model: ScreeningMod
     table.add_row("[red]errors[/]" if summary.errors else "errors", f"{summary.errors:,}", "")
     if summary.earlier:
         table.add_row("rows from earlier runs (--resume)", f"{summary.earlier:,}", "")
+    if summary.earlier_elsewhere:
+        table.add_row("[yellow]  of which not in this input[/]", f"{summary.earlier_elsewhere:,}", "")
     if summary.duplicates:
         table.add_row("duplicates skipped (listed twice)", f"{summary.duplicates:,}", "")
     for reason, n in summary.ignored.items():
@@ -130,8 +132,10 @@ def print_run_summary(console: Console, summary: RunSummary, model: ScreeningMod
         console.print(f"this run screened no image ({plural(summary.new_errors, 'error')}, "
                       f"{summary.elapsed_s:.1f} s) {where}", highlight=False)
     else:
+        done = (f"{plural(summary.new_rows, 'file')} ({summary.new_ok:,} screened)" if summary.new_errors
+                else plural(summary.new_ok, 'image'))
         console.print(
-            f"this run: {plural(summary.new_ok, 'image')} in {summary.elapsed_s:.1f} s: "
+            f"this run: {done} in {summary.elapsed_s:.1f} s: "
             f"[bold]{summary.images_per_s:,.1f} images/s[/] "
             + (f"(decoding {summary.decode_s:.1f} s summed over threads, inference {summary.inference_s:.1f} s, "
                f"writing {summary.write_s:.1f} s) " if summary.decode_s or summary.inference_s else "")  # not on Ray

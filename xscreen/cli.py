@@ -116,20 +116,22 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename
 @click.option("--engine", type=click.Choice(("local", "ray")), default="local", show_default=True,
               help="Screen in this process, or on a Ray cluster (pip install 'xscreen[ray]'; --out may be .parquet).")
 @click.option("--address", metavar="ADDR",
-              help="Ray cluster to join [default: RAY_ADDRESS, else a local Ray for this run].")
+              help="Ray cluster to join: HOST:PORT or auto [default: RAY_ADDRESS, else a new local Ray for this run].")
+@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              metavar="S", help="Give up joining a Ray cluster (--address, RAY_ADDRESS) after S seconds.")
 @assumption_options
 def run(target: Path, model_path: Path | None, labels, rename, out: Path, threads, workers, batch_size,
         resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, no_scope_check: bool, quiet: bool,
         heatmap_dir: Path | None, heatmaps_all: bool, report: Path | None, backend,
-        engine: str, address: str | None,
+        engine: str, address: str | None, connect_timeout: float,
         input_scaling=None, negative_label=None, threshold=None) -> None:
     """Screen every image in TARGET: a folder (searched recursively), one file, or a list of paths
     (.txt, one per line; .csv with a path column; - for standard input).
 
     Reads PNG (8/16-bit), JPEG and DICOM (also without extension) files and writes one row per
     file to --out: path, status (ok, error, out_of_scope), prediction, prob_<label> per class, flag
-    (needs review), review_reason, scope_score, error (why a file was not screened); and
-    OUT.meta.json, the model that wrote it.
+    (needs review), margin (P(not healthy) - threshold), review_reason, scope_score, error (why a
+    file was not screened); and OUT.meta.json, the model that wrote it.
     """
     if resume and overwrite:
         raise CommandError("--resume and --overwrite contradict each other: pick one")
@@ -161,7 +163,8 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
             summary = ray_engine.run_screening_on_ray(
                 target, model, out, address=address, actors=workers, threads=threads, backend=backend,
                 batch_size=batch_size, resume=resume, overwrite=overwrite, follow_symlinks=follow_symlinks,
-                progress=reporter, scope_check=not no_scope_check,
+                progress=reporter, scope_check=not no_scope_check, connect_timeout_s=connect_timeout,
+                notice=None if quiet else lambda line: err.print(escape(line), highlight=False),
             )
         else:
             summary = screen_and_report(
@@ -180,6 +183,8 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
     finally:
         if reporter is not None:
             reporter.close()
+    for line in summary.warnings:
+        err.print(f"[yellow]warning[/] {escape(line)}", highlight=False)
     if not quiet:
         print_run_summary(Console(), summary, model)
         for what, path in (("heatmaps", heatmap_dir), ("report", report)):
@@ -529,7 +534,9 @@ def demo(ctx: click.Context, folder: Path | None, model_path: Path | None, out: 
 @click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="The HTML file [default: RESULTS with the suffix .html].")
-@model_option
+@click.option("--model", "-m", "model_path", type=ModelPathType(),
+              help=f"{MODEL_HELP} [default: the one that wrote RESULTS, by its .meta.json record, when it is still "
+                   "there with the same SHA-256; else bundled].")
 @labels_option
 @backend_option
 @click.option("--overwrite", is_flag=True, help="Replace --out even when it is not an xscreen report.")
@@ -537,7 +544,7 @@ def report_command(results: Path, out: Path | None, model_path: Path | None, lab
     """Write the HTML report of RESULTS, a .csv or .jsonl file written by xscreen run.
 
     Flagged films get thumbnails with heatmaps when they can still be read and the model (--model,
-    else the bundled one) has a heatmap output and gave the same prediction; otherwise the report
+    else the recorded one, else the bundled one) has a heatmap output and gave the same prediction; otherwise the report
     shows the table and says why.
     """
     try:

@@ -6,8 +6,9 @@ imported only when asked for (``xscreen run --engine ray``), and calls the runti
 same row whichever engine screened it.
 """
 
+from ._parquet import PARQUET_SUFFIX, ParquetRows
 from ._ray import (
-    PARQUET_SUFFIX,
+    CONNECT_TIMEOUT_S,
     RAY_BATCH_SIZE,
     RAY_OUTPUT_SUFFIXES,
     MissingRayError,
@@ -18,7 +19,9 @@ from ._ray import (
 )
 
 __all__ = [
+    "CONNECT_TIMEOUT_S",
     "PARQUET_SUFFIX",
+    "ParquetRows",
     "RAY_BATCH_SIZE",
     "RAY_OUTPUT_SUFFIXES",
     "MissingRayError",

@@ -7,10 +7,13 @@ actor screens its batch of paths with the runtime's own pipeline (:func:`screen_
 threads overlapped with inference), so a file gets the same row on Ray as locally.
 
 The model file travels through Ray's object store (it is a few MB), so workers need not see it; the inputs
-must be readable by every node under the same path (shared storage). Output: a ``.parquet`` folder
-is written by the workers themselves (``write_parquet``, one file per block, the CSV's columns); a
-``.csv`` or ``.jsonl`` file is gathered on the driver, batch by batch, through the local engine's
-writers. Rows come in completion order, not input order.
+must be readable by every node under the same path (shared storage). Every path leaves this process
+absolute (a worker's working folder is the cluster's, not ours); the rows keep the user's spelling.
+Output: a ``.parquet`` folder is written by the workers themselves (``write_parquet``, one file per
+block, the CSV's columns); a ``.csv`` or ``.jsonl`` file is gathered on the driver, batch by batch,
+through the local engine's writers. Either way the output is opened by the local engine's
+``open_run_output``: the same lock, run record and model check on ``--resume``. Rows come in
+completion order, not input order.
 """
 
 from __future__ import annotations
@@ -18,22 +21,29 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..runtime import ResumeError, ScreeningModel, ScreeningResult, load_model, result_columns
+from ..runtime import ScreeningModel, ScreeningResult, load_model
 from ..runtime._pipeline import screen_batches
-from ..runtime._run import OutputExistsError, RunSummary, open_run_output, start_run
+from ..runtime._run import RunSummary, open_run_output, start_run
+from ._parquet import PARQUET_SUFFIX, ParquetRows, results_from_table, results_table
 
 RAY_BATCH_SIZE = 64  # paths per actor call: Ray's cost per call spread over many files (benchmarks/ray_throughput.py)
-PARQUET_SUFFIX = ".parquet"
 RAY_OUTPUT_SUFFIXES = (".csv", ".jsonl", PARQUET_SUFFIX)
+CONNECT_TIMEOUT_S = 30.0  # joining a cluster: Ray itself retries for minutes when nothing answers
 INSTALL_HINT = "pip install 'xscreen[ray]'"
+AUTH_HINT = ("the cluster uses Ray's token authentication: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the head "
+             "node's token (`ray get-auth-token` there), or RAY_AUTH_TOKEN_PATH to a file holding it")
 
 
 class MissingRayError(ImportError):
@@ -57,12 +67,17 @@ def import_ray():
 class ScreeningActor:
     """A Ray Data callable class: loads the model once, screens batches of paths with the runtime's pipeline.
 
-    ``threads`` is both the model's inference threads and the decoding threads, matching the CPUs
-    Ray reserves for the actor.
+    ``model_file``: the model's bytes, or a one-item list holding their ObjectRef (nested, so that the
+    actor's arguments stay small and a restarted actor can fetch the model again). ``threads`` is both
+    the model's inference threads and the decoding threads, matching the CPUs Ray reserves for the actor.
     """
 
-    def __init__(self, model_file: bytes, suffix: str, labels: Sequence[str], threads: int,
+    def __init__(self, model_file: bytes | list, suffix: str, labels: Sequence[str], threads: int,
                  backend: str | None, batch_size: int | None, scope_check: bool = True) -> None:
+        if isinstance(model_file, list):
+            import ray
+
+            model_file = ray.get(model_file[0])
         self._folder = tempfile.TemporaryDirectory(prefix="xscreen-model-")
         path = Path(self._folder.name) / f"model{suffix}"
         path.write_bytes(model_file)
@@ -72,48 +87,14 @@ class ScreeningActor:
         self.scope_check = scope_check
 
     def __call__(self, batch: dict[str, np.ndarray]):
-        """``{"path": array of str}`` -> a pyarrow Table of result rows, one per path."""
-        results = [result for chunk in screen_batches(batch["path"].tolist(), self.model, workers=self.threads,
-                                                      batch_size=self.batch_size,
-                                                      scope_check=self.scope_check)
-                   for result in chunk]
+        """``{"path": as the user wrote it, "file": absolute}`` -> a pyarrow Table of result rows, one per path."""
+        named = batch["path"].tolist()
+        files = batch["file"].tolist() if "file" in batch else named
+        screened = (result for chunk in screen_batches(files, self.model, workers=self.threads,
+                                                       batch_size=self.batch_size, scope_check=self.scope_check)
+                    for result in chunk)
+        results = [replace(result, path=name) for name, result in zip(named, screened)]
         return results_table(results, self.model.labels)
-
-
-def results_table(results: Sequence[ScreeningResult], labels: Sequence[str]):
-    """Result rows as a pyarrow Table with the CSV's columns (:func:`result_columns`; empty cells null)."""
-    import pyarrow as pa
-
-    probability = {f"prob_{label}": label for label in labels}
-    values = [[None if r.probabilities is None else r.probabilities[probability[column]] for r in results]
-              if column in probability else [getattr(r, column) for r in results]
-              for column in result_columns(labels)]
-    return pa.table(values, schema=_schema(labels))
-
-
-def results_from_table(table, labels: Sequence[str]) -> list[ScreeningResult]:
-    """The inverse of :func:`results_table`."""
-    probability = {f"prob_{label}": label for label in labels}
-    results = []
-    for row in table.to_pylist():
-        probabilities = {probability[c]: row[c] for c in probability}
-        fields = {column: value for column, value in row.items() if column not in probability}
-        has_probabilities = any(p is not None for p in probabilities.values())
-        results.append(ScreeningResult(**fields, probabilities=probabilities if has_probabilities else None))
-    return results
-
-
-_ARROW_TYPES = {"flag": "bool_", "margin": "float64", "scope_score": "float64"}  # else text; prob_*: float64
-
-
-def _schema(labels: Sequence[str]):
-    import pyarrow as pa
-
-    probabilities = {f"prob_{label}" for label in labels}
-    return pa.schema([
-        (column, pa.float64() if column in probabilities else getattr(pa, _ARROW_TYPES.get(column, "string"))())
-        for column in result_columns(labels)
-    ])
 
 
 def run_screening_on_ray(
@@ -131,60 +112,125 @@ def run_screening_on_ray(
     follow_symlinks: bool = False,
     progress: Callable[[int, int], None] | None = None,
     scope_check: bool = True,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    notice: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Screen every image under ``target`` on Ray and write one row per file to ``out``.
 
     Like :func:`xscreen.runtime.run_screening`, with ``out`` also a ``.parquet`` folder. ``model`` is
     loaded here for its labels; every actor loads the same file (``backend``: the runtime to force).
-    ``address``: a running cluster (None: ``RAY_ADDRESS``, else a local instance for this run; ignored
-    when this process is already connected to Ray).
+    ``address``: a running cluster, given up on after ``connect_timeout_s`` (None: ``RAY_ADDRESS``, else
+    a new local instance for this run, never a cluster Ray recorded earlier; ignored when this process
+    is already connected to Ray). ``notice(line)`` hears what Ray is connecting to.
     ``actors``: size of the actor pool (None: the cluster's CPUs / ``threads``); ``threads``: CPUs,
     decoding threads and inference threads per actor (None: 1). ``batch_size``: images per inference
     batch inside an actor. ``resume`` keeps the rows already in ``out`` and screens only the rest;
     ``scope_check``: as in :func:`screen_batches`. ``overwrite=False`` refuses to replace an ``out``
     that has rows (OutputExistsError).
-    Raises MissingRayError, RayEngineError, and what ``run_screening`` raises.
+    Raises MissingRayError, RayEngineError (also when fewer rows came back than files were sent), and
+    what ``run_screening`` raises. SIGTERM ends the run like Ctrl-C (KeyboardInterrupt), Ray shut down.
     """
     ray = import_ray()
     if actors is not None and actors < 1:
         raise RayEngineError(f"--engine ray needs at least one actor, got --workers {actors}")
-    out = Path(out)
     started = time.perf_counter()
     paths, summary = start_run(target, model, out, follow_symlinks=follow_symlinks)
+    out = Path(os.path.abspath(out))  # the workers write Parquet parts in their own working folder otherwise
     threads = threads or 1
-    started_ray = _connect(ray, address)
+    started_ray = _connect(ray, address, timeout_s=connect_timeout_s, notice=notice)
     try:
-        cpus = int(ray.cluster_resources().get("CPU", 0))
-        actors = actors or max(1, cpus // threads)
-        if actors * threads > cpus:  # Ray would wait for CPUs that never come
-            raise RayEngineError(f"{actors} actors x {threads} CPUs (--workers x --threads) need {actors * threads} "
-                                 f"CPUs; the Ray cluster has {cpus}")
-        summary.backend = f"{model.backend}, Ray: {actors} actor{'s' * (actors > 1)} x {threads} CPU"
-        screen = _Screen(ray, model, actors=actors, threads=threads, backend=backend, batch_size=batch_size,
-                         scope_check=scope_check)
-        if out.suffix.lower() == PARQUET_SUFFIX:
-            _to_parquet(screen, paths, out, summary, resume=resume, overwrite=overwrite, progress=progress)
-        else:
-            _to_file(screen, model, paths, out, summary, resume=resume, overwrite=overwrite, progress=progress)
+        with _sigterm_as_interrupt():
+            cpus = int(ray.cluster_resources().get("CPU", 0))
+            actors = actors or max(1, cpus // threads)
+            if actors * threads > cpus:  # Ray would wait for CPUs that never come
+                raise RayEngineError(f"{actors} actors x {threads} CPUs (--workers x --threads) need "
+                                     f"{actors * threads} CPUs; the Ray cluster has {cpus}")
+            summary.backend = f"{model.backend}, Ray: {actors} actor{'s' * (actors > 1)} x {threads} CPU"
+            screen = _Screen(ray, model, actors=actors, threads=threads, backend=backend, batch_size=batch_size,
+                             scope_check=scope_check)
+            write = _to_parquet if out.suffix.lower() == PARQUET_SUFFIX else _to_file
+            write(screen, model, paths, out, summary, resume=resume, overwrite=overwrite, progress=progress)
+            summary.elapsed_s = time.perf_counter() - started  # the rows are written: Ray's shutdown is not the run
     except ray.exceptions.RayError as exc:
         raise RayEngineError(f"Ray failed: {_first_line(exc)}") from None
     finally:
         if started_ray:
             ray.shutdown()
-    summary.elapsed_s = time.perf_counter() - started
     return summary
 
 
-def _connect(ray, address: str | None) -> bool:
-    """Join ``address`` (or start a local instance) unless already connected; True if this call connected."""
+def _connect(ray, address: str | None, *, timeout_s: float, notice: Callable[[str], None] | None) -> bool:
+    """Join ``address`` or ``RAY_ADDRESS`` within ``timeout_s``, else start a local instance, unless already
+    connected; True if this call connected."""
     if ray.is_initialized():
         return False
-    try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
-    except Exception as exc:  # noqa: BLE001  (a node that times out starting raises a bare Exception)
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise RayEngineError(f"could not start or reach {where}: {_first_line(exc)}") from None
+    notice = notice or (lambda _line: None)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    options = dict(include_dashboard=False, logging_level=logging.WARNING)
+    if address is None:
+        notice("Ray: starting a local instance for this run")
+        # Ray's default for a new local instance, said explicitly so that Ray does not warn about it every run.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        try:
+            ray.init(address="local", **options)  # "local": not the cluster Ray recorded in /tmp/ray earlier
+        except Exception as exc:  # noqa: BLE001  (a node that times out starting raises a bare Exception)
+            raise RayEngineError(f"could not start a local Ray instance: {_first_line(exc)}") from None
+        return True
+    notice(f"Ray: joining the cluster at {address} (giving up after {timeout_s:g} s; --connect-timeout)")
+    failure = _init_within(ray, address, timeout_s, options)
+    if failure is not None:
+        hint = AUTH_HINT if "auth" in failure.lower() else (
+            "check the address (`ray start --head` prints it; `auto` joins the one started on this machine), "
+            "that the head node runs and that its port is open from here")
+        raise RayEngineError(f"could not join the Ray cluster at {address}: {failure}; {hint}")
     return True
+
+
+def _init_within(ray, address: str, timeout_s: float, options: dict) -> str | None:
+    """``ray.init(address)`` in a thread, given ``timeout_s``: None once connected, else why not."""
+    failure: list[str] = []
+
+    def init() -> None:
+        try:
+            ray.init(address=address, **options)
+        except Exception as exc:  # noqa: BLE001  (Ray raises ConnectionError, RuntimeError, bare Exception)
+            failure.append(_first_line(exc))
+
+    quiet = _DropLine("SIGTERM handler is not set")  # Ray's own handler: ours is installed after connecting
+    logging.getLogger("ray").addFilter(quiet)
+    worker = threading.Thread(target=init, name="xscreen-ray-connect", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        return f"no answer within {timeout_s:g} s"
+    return failure[0] if failure else None
+
+
+class _DropLine(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt, so the run ends as after Ctrl-C (rows kept, Ray shut down)
+    instead of in Ray's handler and a native stack trace."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Screen:
@@ -194,20 +240,25 @@ class _Screen:
                  batch_size: int | None, scope_check: bool) -> None:
         self._ray = ray
         self.labels = model.labels
-        self._actor_args = dict(model_file=model.path.read_bytes(), suffix=model.path.suffix,
+        # The model in the object store, its ref nested in a list: Ray passes the actors a small argument
+        # and keeps the model while this driver holds the ref (a restarted actor fetches it again).
+        self._model_ref = ray.put(model.path.read_bytes())
+        self._actor_args = dict(model_file=[self._model_ref], suffix=model.path.suffix,
                                 labels=model.labels, threads=threads, backend=backend, batch_size=batch_size,
                                 scope_check=scope_check)
         self._actors = actors
         self._threads = threads
 
     def rows(self, paths: list[str], *, ray_progress: bool):
-        """A lazy Dataset of result rows for ``paths``."""
+        """A lazy Dataset of result rows for ``paths``, each sent with its absolute form to open."""
         context = self._ray.data.DataContext.get_current()
         context.enable_progress_bars = ray_progress
         logging.getLogger("ray.data").setLevel(logging.INFO if ray_progress else logging.WARNING)
         # At least one block per actor, so that a short list still keeps every actor busy.
         blocks = min(len(paths), max(self._actors, math.ceil(len(paths) / RAY_BATCH_SIZE)))
-        items = self._ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
+        here = os.getcwd()
+        items = self._ray.data.from_items([{"path": p, "file": os.path.join(here, p)} for p in paths],
+                                          override_num_blocks=blocks)
         return items.map_batches(ScreeningActor, fn_constructor_kwargs=self._actor_args, batch_size=RAY_BATCH_SIZE,
                                  batch_format="numpy", num_cpus=self._threads,
                                  compute=self._ray.data.ActorPoolStrategy(size=self._actors))
@@ -230,64 +281,46 @@ def _to_file(screen: _Screen, model: ScreeningModel, paths: list[str], out: Path
             summary.write_s += time.perf_counter() - write_started
             summary.add(results)
             if progress:
-                progress(summary.screened, len(to_do))
+                progress(summary.new_rows, len(to_do))
+        _check_all_rows(summary, len(to_do), out)
 
 
-def _to_parquet(screen: _Screen, paths: list[str], out: Path, summary: RunSummary, *, resume: bool,
-                overwrite: bool, progress: Callable[[int, int], None] | None) -> None:
+def _to_parquet(screen: _Screen, model: ScreeningModel, paths: list[str], out: Path, summary: RunSummary, *,
+                resume: bool, overwrite: bool, progress: Callable[[int, int], None] | None) -> None:
     """Have the workers write the rows into the ``out`` folder as Parquet files; count what they wrote."""
     import pyarrow.parquet as pq
     from ray.data import SaveMode
 
-    if not (resume or overwrite) and any(out.glob(f"*{PARQUET_SUFFIX}")):
-        raise OutputExistsError(f"{out} already exists: pass --resume to finish that run or --overwrite to replace it")
-    done = _parquet_paths(out, screen.labels) if resume else set()
-    to_do = [p for p in paths if p not in done]
-    summary.skipped_resumed = len(paths) - len(to_do)
-    if progress:
-        progress(0, len(to_do))
-    if not to_do:
-        return
-    before = set(out.glob(f"*{PARQUET_SUFFIX}")) if resume else set()
-    write_started = time.perf_counter()
-    # Writing a block is light I/O; reserving no CPU lets it run while the actors hold every CPU, so rows
-    # stream to disk instead of piling up in the object store until the last actor is done.
-    screen.rows(to_do, ray_progress=progress is not None).write_parquet(
-        str(out), mode=SaveMode.APPEND if resume else SaveMode.OVERWRITE, ray_remote_args={"num_cpus": 0})
-    summary.write_s += time.perf_counter() - write_started
-    for written in sorted(set(out.glob(f"*{PARQUET_SUFFIX}")) - before):
-        summary.add(screen.results(pq.read_table(written)))
-    if progress:
-        progress(summary.screened, len(to_do))
+    with open_run_output(out, model, paths, summary, resume=resume, overwrite=overwrite, progress=progress,
+                         open_rows=ParquetRows) as (folder, to_do):
+        if not to_do:
+            return
+        write_started = time.perf_counter()
+        # Writing a block is light I/O; reserving no CPU lets it run while the actors hold every CPU, so rows
+        # stream to disk instead of piling up in the object store until the last actor is done. APPEND: the
+        # folder was opened (and, without --resume, emptied) under the lock.
+        screen.rows(to_do, ray_progress=progress is not None).write_parquet(
+            str(out), mode=SaveMode.APPEND, ray_remote_args={"num_cpus": 0})
+        summary.write_s += time.perf_counter() - write_started
+        for written in folder.new_parts():
+            summary.add(screen.results(pq.read_table(written)))
+        if progress:
+            progress(summary.new_rows, len(to_do))
+        _check_all_rows(summary, len(to_do), out)
 
 
-def _parquet_paths(folder: Path, labels: Sequence[str]) -> set[str]:
-    """The paths already screened in a Parquet result folder; ResumeError when it is not one of ours."""
-    import pyarrow.parquet as pq
-
-    if not folder.exists():
-        return set()
-    if not folder.is_dir():
-        raise ResumeError(f"cannot resume {folder}: it is a file, not a Parquet folder written by xscreen run")
-    expected = result_columns(labels)
-    done: set[str] = set()
-    for part in sorted(folder.glob(f"*{PARQUET_SUFFIX}")):
-        try:
-            columns = pq.read_schema(part).names
-            part_paths = pq.read_table(part, columns=["path"]).column("path").to_pylist() \
-                if columns == expected else []
-        except (OSError, ValueError) as exc:
-            raise ResumeError(
-                f"cannot resume {folder}: {part.name} is not a readable Parquet file (torn by a killed run?): "
-                f"delete that file and resume, its images are screened again ({_first_line(exc)})"
-            ) from None
-        if columns != expected:
-            raise ResumeError(
-                f"cannot resume {folder}: {part.name} has columns ({','.join(columns)}), this model's are "
-                f"({','.join(expected)}). Choose another output or pass --overwrite"
-            )
-        done.update(part_paths)
-    return done
+def _check_all_rows(summary: RunSummary, sent: int, out: Path) -> None:
+    """RayEngineError when rows are missing; a warning when no worker could open a single file."""
+    if summary.new_rows != sent:
+        raise RayEngineError(
+            f"Ray returned {summary.new_rows:,} rows for the {sent:,} files sent, in {out}: rows were lost "
+            "(the workers must write where this machine reads); resume with --resume to screen the rest")
+    unreadable = sum(reason.startswith("cannot read file") for _path, reason in summary.first_errors)
+    if not summary.new_ok and unreadable == len(summary.first_errors) and unreadable:
+        summary.warnings.append(
+            f"no worker could read a single one of the {sent:,} files (e.g. {summary.first_errors[0][0]}: "
+            f"{summary.first_errors[0][1]}): every Ray node must see them under the same absolute path "
+            "(shared storage)")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -44,12 +44,14 @@ class RunSummary:
     new_ok: int = 0
     new_errors: int = 0  # this run's errors and out-of-scope rows
     skipped_resumed: int = 0  # files of the target already in the output file, not screened again
+    earlier_elsewhere: int = 0  # earlier rows whose file is not in this run's input (resumed on another input)
     duplicates: int = 0  # list entries naming a file already listed: screened once
     per_class: dict[str, int] = field(default_factory=dict)  # predictions in the file, in label order
     flagged: int = 0  # needs review according to the model's threshold
     first_errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run's
     first_out_of_scope: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run's
     ignored: dict[str, int] = field(default_factory=dict)  # folder entries not screened, by reason
+    warnings: list[str] = field(default_factory=list)  # what the user must know even with --quiet
     elapsed_s: float = 0.0
     decode_s: float = 0.0  # decoding + resizing, summed over the decoding threads
     inference_s: float = 0.0
@@ -65,13 +67,20 @@ class RunSummary:
         return self.ok + self.errors + self.out_of_scope
 
     @property
+    def new_rows(self) -> int:
+        """Files this run finished: screened, out of scope or failed."""
+        return self.new_ok + self.new_errors
+
+    @property
     def images_per_s(self) -> float | None:
-        """Images screened per second by this run; None when it screened none."""
-        return self.new_ok / self.elapsed_s if self.new_ok and self.elapsed_s > 0 else None
+        """Files this run finished per second of the run, as the progress line counts them; None when it
+        screened none."""
+        return self.new_rows / self.elapsed_s if self.new_ok and self.elapsed_s > 0 else None
 
     def to_dict(self) -> dict:
         """JSON-ready, with the derived figures."""
-        return {**asdict(self), "screened": self.screened, "rows": self.rows, "images_per_s": self.images_per_s}
+        return {**asdict(self), "screened": self.screened, "rows": self.rows, "new_rows": self.new_rows,
+                "images_per_s": self.images_per_s}
 
     def add(self, results: list[ScreeningResult]) -> None:
         """Count one batch of this run's results."""
@@ -150,7 +159,7 @@ def run_screening(
                 if on_batch:
                     on_batch(batch)
                 if progress:
-                    progress(summary.new_ok + summary.new_errors, len(to_do))
+                    progress(summary.new_rows, len(to_do))
     summary.decode_s, summary.inference_s = times.decode_s, times.inference_s
     summary.elapsed_s = time.perf_counter() - started
     return summary
@@ -183,29 +192,55 @@ def start_run(target: str | os.PathLike, model: ScreeningModel, out: str | os.Pa
 
 @contextmanager
 def open_run_output(out, model: ScreeningModel, paths: list[str], summary: RunSummary, *, resume: bool,
-                    overwrite: bool, progress: Callable[[int, int], None] | None):
+                    overwrite: bool, progress: Callable[[int, int], None] | None, open_rows=None):
     """Lock ``out`` and open its writer for any engine; yield ``(writer, paths not in it yet)``.
 
-    The rows of earlier runs are counted into ``summary`` and ``progress(0, to_do)`` is called.
+    ``open_rows(out, labels, resume=)``: the rows of a result folder (the Ray engine's Parquet), with
+    ``done``, ``earlier`` and ``close`` like a writer; default: :func:`open_writer` on a CSV/JSONL file.
+    A file counts as done when its resolved path is in ``out``, whatever its spelling there. The rows of
+    earlier runs are counted into ``summary`` (with a warning for those not in this input) and
+    ``progress(0, to_do)`` is called.
     """
-    with locked_output(out), _writer(out, model, resume, overwrite) as writer:
+    folder = open_rows is not None
+    with locked_output(out, folder=folder), _writer(out, model, resume, overwrite, open_rows or open_writer) as writer:
         summary.add_earlier(writer.earlier)
-        to_do = [p for p in paths if p not in writer.done] if writer.done else paths
+        to_do = paths
+        if writer.done:
+            done = {same_file(p) for p in writer.done}
+            listed = [same_file(p) for p in paths]
+            to_do = [p for p, key in zip(paths, listed) if key not in done]
+            summary.earlier_elsewhere = len(done - set(listed))
+            if summary.earlier_elsewhere:
+                summary.warnings.append(
+                    f"{summary.earlier_elsewhere:,} of the {summary.earlier:,} rows from earlier runs in {out} are "
+                    f"not files of this input: resumed on another folder or list? They are kept and counted")
         summary.skipped_resumed = len(paths) - len(to_do)
         if progress:
             progress(0, len(to_do))
         yield writer, to_do
 
 
-def _writer(out, model: ScreeningModel, resume: bool, overwrite: bool):
+def same_file(path: str) -> str:
+    """A path with ``..``, ``.`` and symlinks resolved against the working folder: two spellings of one file match."""
+    return os.path.realpath(path)
+
+
+def _has_rows(out: str) -> bool:
+    """A non-empty result file, or a result folder holding any file."""
+    if os.path.isdir(out):
+        return any(not entry.name.startswith(".") for entry in os.scandir(out))
+    return os.path.exists(out) and os.path.getsize(out) > 0
+
+
+def _writer(out, model: ScreeningModel, resume: bool, overwrite: bool, open_rows):
     """Open the result writer once the lock is held: refuse to replace rows or mix models, then record the model."""
     out = os.fspath(out)
-    has_rows = os.path.exists(out) and os.path.getsize(out) > 0
+    has_rows = _has_rows(out)
     if has_rows and not (resume or overwrite):
         raise OutputExistsError(f"{out} already exists: pass --resume to finish that run or --overwrite to replace it")
     resumed = resume and has_rows
     if resumed:
         check_resume(out, model)
-    writer = open_writer(out, model.labels, resume=resume)
+    writer = open_rows(out, model.labels, resume=resume)
     write_record(out, model, resumed=resumed)
     return writer

@@ -50,14 +50,21 @@ def read_record(out: str | os.PathLike) -> dict | None:
 
 
 @contextmanager
-def locked_output(out: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on ``out`` (created empty if absent) for the duration; OutputInUseError if taken."""
+def locked_output(out: str | os.PathLike, *, folder: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` (created empty if absent; a folder when ``folder``) for the duration;
+    OutputInUseError if taken."""
     out = Path(out)
+    if folder:
+        out.mkdir(parents=True, exist_ok=True)
     if fcntl is None:
         yield
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o644)
+    # flock works on a folder's descriptor too (Linux, macOS): a Parquet result folder is locked like a file.
+    if folder:
+        fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    else:
+        fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
