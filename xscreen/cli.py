@@ -32,6 +32,7 @@ from ._options import (
     rename_option,
     threshold_option,
 )
+from .engines import CONNECT_TIMEOUT_S
 from .export._export import ExportConfig
 from .export._formats import FORMATS as EXPORT_FORMATS
 from .export._train import TrainConfig
@@ -117,8 +118,9 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename
               help="Screen in this process, or on a Ray cluster (pip install 'xscreen[ray]'; --out may be .parquet).")
 @click.option("--address", metavar="ADDR",
               help="Ray cluster to join: HOST:PORT or auto [default: RAY_ADDRESS, else a new local Ray for this run].")
-@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
-              metavar="S", help="Give up joining a Ray cluster (--address, RAY_ADDRESS) after S seconds.")
+@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=CONNECT_TIMEOUT_S,
+              show_default=True, metavar="S",
+              help="Give up joining a Ray cluster (--address, RAY_ADDRESS) after S seconds.")
 @assumption_options
 def run(target: Path, model_path: Path | None, labels, rename, out: Path, threads, workers, batch_size,
         resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, no_scope_check: bool, quiet: bool,

@@ -25,6 +25,7 @@ import signal
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -67,17 +68,12 @@ def import_ray():
 class ScreeningActor:
     """A Ray Data callable class: loads the model once, screens batches of paths with the runtime's pipeline.
 
-    ``model_file``: the model's bytes, or a one-item list holding their ObjectRef (nested, so that the
-    actor's arguments stay small and a restarted actor can fetch the model again). ``threads`` is both
-    the model's inference threads and the decoding threads, matching the CPUs Ray reserves for the actor.
+    ``threads`` is both the model's inference threads and the decoding threads, matching the CPUs
+    Ray reserves for the actor.
     """
 
-    def __init__(self, model_file: bytes | list, suffix: str, labels: Sequence[str], threads: int,
+    def __init__(self, model_file: bytes, suffix: str, labels: Sequence[str], threads: int,
                  backend: str | None, batch_size: int | None, scope_check: bool = True) -> None:
-        if isinstance(model_file, list):
-            import ray
-
-            model_file = ray.get(model_file[0])
         self._folder = tempfile.TemporaryDirectory(prefix="xscreen-model-")
         path = Path(self._folder.name) / f"model{suffix}"
         path.write_bytes(model_file)
@@ -165,12 +161,11 @@ def _connect(ray, address: str | None, *, timeout_s: float, notice: Callable[[st
     if ray.is_initialized():
         return False
     notice = notice or (lambda _line: None)
+    _DropNoise.install()
     address = address or os.environ.get("RAY_ADDRESS") or None
     options = dict(include_dashboard=False, logging_level=logging.WARNING)
     if address is None:
         notice("Ray: starting a local instance for this run")
-        # Ray's default for a new local instance, said explicitly so that Ray does not warn about it every run.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
         try:
             ray.init(address="local", **options)  # "local": not the cluster Ray recorded in /tmp/ray earlier
         except Exception as exc:  # noqa: BLE001  (a node that times out starting raises a bare Exception)
@@ -196,8 +191,6 @@ def _init_within(ray, address: str, timeout_s: float, options: dict) -> str | No
         except Exception as exc:  # noqa: BLE001  (Ray raises ConnectionError, RuntimeError, bare Exception)
             failure.append(_first_line(exc))
 
-    quiet = _DropLine("SIGTERM handler is not set")  # Ray's own handler: ours is installed after connecting
-    logging.getLogger("ray").addFilter(quiet)
     worker = threading.Thread(target=init, name="xscreen-ray-connect", daemon=True)
     worker.start()
     worker.join(timeout_s)
@@ -206,13 +199,31 @@ def _init_within(ray, address: str, timeout_s: float, options: dict) -> str | No
     return failure[0] if failure else None
 
 
-class _DropLine(logging.Filter):
+class _DropNoise(logging.Filter):
+    """Drops what Ray logs on every run that asks nothing of the user (a filter on the logger that logs it)."""
+
+    NOISE = {
+        # Token authentication is on by default for a local instance: Ray says so at each start.
+        "ray._private.authentication.authentication_token_setup": "Token authentication is enabled",
+        # Joining in a thread (for the time-out) keeps Ray's SIGTERM handler out; ours is installed after.
+        "ray._private.worker": "SIGTERM handler is not set",
+        # CSV/JSONL output: xscreen's own progress line replaces Ray's bars, on purpose.
+        "ray.data._internal.progress": "Progress bars disabled",
+    }
+
     def __init__(self, prefix: str) -> None:
         super().__init__()
         self.prefix = prefix
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith(self.prefix)
+
+    @classmethod
+    def install(cls) -> None:
+        for name, prefix in cls.NOISE.items():
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, cls) for f in logger.filters):
+                logger.addFilter(cls(prefix))
 
 
 @contextmanager
@@ -240,10 +251,7 @@ class _Screen:
                  batch_size: int | None, scope_check: bool) -> None:
         self._ray = ray
         self.labels = model.labels
-        # The model in the object store, its ref nested in a list: Ray passes the actors a small argument
-        # and keeps the model while this driver holds the ref (a restarted actor fetches it again).
-        self._model_ref = ray.put(model.path.read_bytes())
-        self._actor_args = dict(model_file=[self._model_ref], suffix=model.path.suffix,
+        self._actor_args = dict(model_file=model.path.read_bytes(), suffix=model.path.suffix,
                                 labels=model.labels, threads=threads, backend=backend, batch_size=batch_size,
                                 scope_check=scope_check)
         self._actors = actors
@@ -259,9 +267,15 @@ class _Screen:
         here = os.getcwd()
         items = self._ray.data.from_items([{"path": p, "file": os.path.join(here, p)} for p in paths],
                                           override_num_blocks=blocks)
-        return items.map_batches(ScreeningActor, fn_constructor_kwargs=self._actor_args, batch_size=RAY_BATCH_SIZE,
-                                 batch_format="numpy", num_cpus=self._threads,
-                                 compute=self._ray.data.ActorPoolStrategy(size=self._actors))
+        # max_restarts=0: an actor that dies (a lost node, a file that crashes a native decoder) ends the run,
+        # its rows kept for --resume, instead of Ray retrying that batch forever; and Ray's error line, on
+        # each run, that restarted actors may lose their arguments goes with it. Ray 2.60 has no named
+        # parameter for it yet (its own docs say map_batches(..., max_restarts=0)): not a deprecation to show.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            return items.map_batches(ScreeningActor, fn_constructor_kwargs=self._actor_args,
+                                     batch_size=RAY_BATCH_SIZE, batch_format="numpy", num_cpus=self._threads,
+                                     max_restarts=0, compute=self._ray.data.ActorPoolStrategy(size=self._actors))
 
     def results(self, table) -> list[ScreeningResult]:
         return results_from_table(table, self.labels)
