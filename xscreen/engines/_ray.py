@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -43,8 +44,14 @@ RAY_BATCH_SIZE = 64  # paths per actor call: Ray's cost per call spread over man
 RAY_OUTPUT_SUFFIXES = (".csv", ".jsonl", PARQUET_SUFFIX)
 CONNECT_TIMEOUT_S = 30.0  # joining a cluster: Ray itself retries for minutes when nothing answers
 INSTALL_HINT = "pip install 'xscreen[ray]'"
-AUTH_HINT = ("the cluster uses Ray's token authentication: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the head "
-             "node's token (`ray get-auth-token` there), or RAY_AUTH_TOKEN_PATH to a file holding it")
+# Ray sends its token to an explicit address only when told to (`auto` finds the local one by itself).
+AUTH_HINT = ("if the cluster uses Ray's token authentication (InvalidAuthToken in Ray's lines above), set "
+             "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the head node's token (`ray get-auth-token` there), "
+             "or RAY_AUTH_TOKEN_PATH to a file holding it")
+TOKEN_HINT = ("check that RAY_AUTH_TOKEN (or the file in RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token) holds the head "
+              "node's token (`ray get-auth-token` there)")
+ADDRESS_HINT = ("check the address (`ray start --head` prints it; `auto` joins the one started on this machine), "
+                "that the head node runs and that its port is open from here")
 
 
 class MissingRayError(ImportError):
@@ -172,13 +179,28 @@ def _connect(ray, address: str | None, *, timeout_s: float, notice: Callable[[st
             raise RayEngineError(f"could not start a local Ray instance: {_first_line(exc)}") from None
         return True
     notice(f"Ray: joining the cluster at {address} (giving up after {timeout_s:g} s; --connect-timeout)")
+    refused = _nothing_listens(address, timeout_s)
+    if refused:
+        raise RayEngineError(f"could not join the Ray cluster at {address}: {refused}; {ADDRESS_HINT}")
     failure = _init_within(ray, address, timeout_s, options)
-    if failure is not None:
-        hint = AUTH_HINT if "auth" in failure.lower() else (
-            "check the address (`ray start --head` prints it; `auto` joins the one started on this machine), "
-            "that the head node runs and that its port is open from here")
-        raise RayEngineError(f"could not join the Ray cluster at {address}: {failure}; {hint}")
-    return True
+    if failure is None:
+        return True
+    hint = ADDRESS_HINT
+    if failure.startswith("no answer") or "auth" in failure.lower():  # Ray retries a refused token in silence
+        hint = AUTH_HINT if os.environ.get("RAY_AUTH_MODE", "").lower() != "token" else TOKEN_HINT
+    raise RayEngineError(f"could not join the Ray cluster at {address}: {failure}; {hint}")
+
+
+def _nothing_listens(address: str, timeout_s: float) -> str | None:
+    """Why nothing answers at a ``HOST:PORT`` address (None: a connection opened, or not that form of address)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return None  # auto, ray://...: Ray finds or reaches the cluster itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"nothing answers there ({exc.strerror or exc})"
+    return None
 
 
 def _init_within(ray, address: str, timeout_s: float, options: dict) -> str | None:
