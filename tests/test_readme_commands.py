@@ -13,6 +13,7 @@ from conftest import grey, save_png
 from test_cli_run import xscreen
 
 from xscreen.cli import main
+from xscreen.runtime import default_model_path
 
 README = Path(__file__).parents[1] / "README.md"
 # Paths made by training and export, or this project's data: commands using them say what comes first.
@@ -86,9 +87,35 @@ def test_the_commands_a_fresh_install_can_run_run_as_written(sandbox, monkeypatc
             args = [*args, "--runs", "5", "--warmup", "1"]  # the README's defaults, only fewer timed runs
         result = xscreen(*args)
         assert result.exit_code == 0, (args, result.output)
+        if args[0] == "run":
+            out = args[args.index("--out") + 1] if "--out" in args else "results.csv"
+            assert_rows_of_every_film(sandbox, Path(out))
         ran.append(args[0])
     assert {"run", "info", "demo", "bench"} <= set(ran)
-    assert (sandbox / "results.csv").exists() and (sandbox / "bench" / "bench.md").exists()
+    assert (sandbox / "bench" / "bench.md").exists()
+
+
+def assert_rows_of_every_film(sandbox: Path, out: Path) -> None:
+    """``out`` (relative to the sandbox, where the command ran) holds one result row per film of ./scans."""
+    from test_cli_run import rows
+
+    from xscreen.runtime import load_model, result_columns
+    from xscreen.runtime._writers import STATUSES
+
+    out = sandbox / out
+    if out.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(out)
+        columns, written = table.column_names, table.to_pylist()
+    else:
+        written = rows(out)
+        columns = list(written[0]) if written else []
+    if out.suffix != ".jsonl":  # JSONL nests the probabilities (its fields are checked below)
+        assert columns == result_columns(load_model(default_model_path()).labels), (out, columns)
+    films = sorted(p.resolve() for p in (sandbox / "scans").glob("*.png"))
+    assert sorted((sandbox / row["path"]).resolve() for row in written) == films, (out, written)
+    assert all(row["status"] in STATUSES for row in written), (out, written)
 
 
 def test_the_readme_shows_the_output_exactly_as_written(tmp_path):
