@@ -291,3 +291,25 @@ def test_a_local_ray_ignores_a_stale_cluster_record_is_quiet_and_ends_cleanly_on
 
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_ray_run_missing_rows_or_reading_no_file_is_never_a_silent_success(tmp_path):
+    from xscreen.engines._ray import RayEngineError, _check_all_rows
+    from xscreen.runtime import RunSummary, ScreeningResult
+
+    lost = RunSummary(total=14, out="rel.parquet", model="m", backend="b")
+    with pytest.raises(RayEngineError, match="returned 0 rows for the 14 files sent"):
+        _check_all_rows(lost, 14, tmp_path / "rel.parquet")
+
+    unread = RunSummary(total=3, out="r.csv", model="m", backend="b")
+    unread.add([ScreeningResult(f"scans/{i}.png", "error", error="cannot read file: No such file or directory")
+                for i in range(3)])
+    _check_all_rows(unread, 3, tmp_path / "r.csv")
+    assert len(unread.warnings) == 1 and "same absolute path" in unread.warnings[0], unread.warnings
+
+
+def test_help_names_every_column_and_where_report_takes_its_model():
+    run_help = " ".join(xscreen("run", "--help").output.split())
+    assert "margin" in run_help
+    report_help = " ".join(xscreen("report", "--help").output.split())
+    assert "the one that wrote RESULTS" in report_help and "[default: bundled]" not in report_help
