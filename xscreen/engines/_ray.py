@@ -155,8 +155,8 @@ def run_screening_on_ray(
             write(screen, model, paths, out, summary, resume=resume, overwrite=overwrite, progress=progress)
             summary.elapsed_s = time.perf_counter() - started  # the rows are written: Ray's shutdown is not the run
     except ray.exceptions.RayError as exc:
-        raise RayEngineError(f"Ray failed: {_first_line(exc)} The rows written so far are in {summary.out}: "
-                             "finish with the same command and --resume") from None
+        raise RayEngineError(f"Ray failed: {_first_line(exc).rstrip('.')}. The rows written so far are in "
+                             f"{summary.out}: finish with the same command and --resume") from None
     finally:
         if started_ray:
             ray.shutdown()
