@@ -15,7 +15,7 @@ MODELS=${MODELS:-models/cxr3nih}
 xscreen train "$DATA/cxr3" "$DATA/nih" --out "$RUN" --weights "$WEIGHTS" --epochs 12 --patience 3 \
     --hold-out nih=source:nih-chestxray14 --hold-out 'kermany-normal2=file:*NORMAL2-*' \
     --hold-out rsna-normals=source:rsna
-xscreen export "$RUN/model.keras" --formats all --out "$MODELS"   # int8 calibrated on the run's training films
+xscreen export "$RUN/model.keras" --formats all --out "$MODELS" --stem xscreen   # int8 calibrated on the run's training films
 mkdir -p xscreen/models
 cp "$MODELS/xscreen_int8.tflite" "$MODELS/xscreen_int8.onnx" xscreen/models/
 python benchmarks/shortcut_audit.py "$RUN" xscreen/models/xscreen_int8.tflite "$MODELS"

@@ -432,21 +432,26 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
 @negative_label_option
 @threshold_option
 @click.option("--out", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
-@click.option("--stem", default="xscreen", show_default=True, help="File name prefix.")
+@click.option("--stem", help="File name prefix (default: the source model's name, e.g. seed -> seed_int8.tflite).")
 @click.option("--strict", is_flag=True, help="Fail (exit 1) when an int8 format loses > 1 point of macro-F1.")
+@click.option("--force", is_flag=True,
+              help="Keep --input-scaling and --labels even when the verification films say another scaling or "
+                   "label order is clearly better, or the model scores below chance.")
 def export_command(model, formats, calibration, calibration_size, verify, verify_size, labels, input_scaling,
-                   negative_label, threshold, out, stem, strict):
+                   negative_label, threshold, out, stem, strict, force):
     """Export a Keras MODEL (.keras or .h5) to TFLite and ONNX formats, each verified against it.
 
     A model trained elsewhere (no model.json beside it) needs --labels and --input-scaling: xscreen
-    wraps it to take grey 0..255 pixels and give probabilities (a softmax is added to a logits head).
+    wraps it to take grey 0..255 pixels and give probabilities (a softmax is added to a logits head),
+    and checks both on the labelled verification films: another input scaling or label order clearly
+    better, or a score below chance, fails the export (--force keeps yours).
     """
     _require_training_stack()
     from .export import export_model
 
     config = ExportConfig(
         model=model, out=out, formats=formats, calibration=calibration, calibration_size=calibration_size,
-        verify=verify, verify_size=verify_size, stem=stem, strict=strict, labels=labels,
+        verify=verify, verify_size=verify_size, stem=stem, strict=strict, force=force, labels=labels,
         input_scaling=input_scaling, negative_label=negative_label, threshold=threshold,
     )
     try:
