@@ -18,6 +18,17 @@ xscreen train "$DATA/cxr3" "$DATA/nih" --out "$RUN" --weights "$WEIGHTS" --epoch
 xscreen export "$RUN/model.keras" --formats all --out "$MODELS" --stem xscreen   # int8 calibrated on the run's training films
 mkdir -p xscreen/models
 cp "$MODELS/xscreen_int8.tflite" "$MODELS/xscreen_int8.onnx" xscreen/models/
+# Its split, file names from the pool's root and patient groups only (no images): `xscreen bench DATA/cxr3
+# --model bundled --split test` benches its held-out films with no split file.
+python - "$RUN/split.csv" "$DATA" xscreen/models/xscreen_split.csv <<'PY'
+import csv, os, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline="")))
+with open(sys.argv[3], "w", newline="") as fh:
+    out = csv.writer(fh)
+    out.writerow(["file", "label", "group", "split"])
+    for r in rows:
+        out.writerow([os.path.relpath(os.path.abspath(r["file"]), os.path.abspath(sys.argv[2])), r["label"], r["group"], r["split"]])
+PY
 python benchmarks/shortcut_audit.py "$RUN" xscreen/models/xscreen_int8.tflite "$MODELS"
 python benchmarks/scope_rates.py --split-file "$RUN/split.csv" --limit 500   # benchmarks/results/scope_rates.*
 python -c "import sys; from xscreen.export import write_model_card; \

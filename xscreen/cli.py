@@ -332,6 +332,8 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
     hardware = report.hardware
     console.print(f"{escape(hardware['cpu_model'])}, {hardware['cores_logical']} cores, "
                   f"{escape(', '.join(hardware['simd']) or 'no SIMD flags found')}", highlight=False)
+    for warning in report.data["training_films_warnings"].values():
+        console.print(f"[bold red]warning:[/] {escape(warning)}", highlight=False)
     for row in report.results:
         if row.get("assumptions") and row["threads"] == threads[0]:
             console.print(f"[yellow]{escape(row['assumptions'])}[/]", highlight=False)

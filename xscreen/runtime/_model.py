@@ -29,6 +29,7 @@ PROBABILITIES_OUTPUT = "probabilities (checked on probe images)"
 _MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 BUNDLED_MODEL = _MODELS_DIR / "xscreen_int8.tflite"
 BUNDLED_ONNX_MODEL = _MODELS_DIR / "xscreen_int8.onnx"
+BUNDLED_SPLIT = _MODELS_DIR / "xscreen_split.csv"  # the bundled model's patient-grouped split (file names only)
 # Names that stand for the bundled files wherever a model path is asked for (--model bundled-onnx).
 BUNDLED_MODEL_NAMES = ("bundled", "bundled-onnx")
 
