@@ -181,6 +181,20 @@ def test_a_third_party_model_is_benched_with_its_input_scaling(labelled, tmp_pat
     assert row["metrics"]["confusion_matrix"] == EXPECTED_CONFUSION
 
 
+@needs_onnxruntime
+def test_models_with_and_without_metadata_mix_in_one_bench(labelled, tmp_path):
+    # --labels and --input-scaling go to the model without metadata; the one with metadata keeps its own.
+    code, output = bench(str(labelled), "--model", str(FP32), "--model", str(THIRD_PARTY_UNIT_LOGITS_ONNX),
+                         "--labels", "healthy,pneumonia,covid", "--input-scaling", "unit", "--runs", "5",
+                         "--warmup", "1", "--out", str(tmp_path))
+    assert code == 0, output
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["settings"]["model_options_applied_to"] == [THIRD_PARTY_UNIT_LOGITS_ONNX.name]
+    by_model = {row["model"]: row for row in report["results"]}
+    assert by_model[FP32.name]["assumptions"] is None and by_model[FP32.name]["input_scaling"] == "raw"
+    assert by_model[THIRD_PARTY_UNIT_LOGITS_ONNX.name]["input_scaling"] == "unit"
+
+
 def test_limit_takes_a_stratified_sample(labelled, tmp_path):
     code, output = bench(str(labelled), "--model", str(FP32), "--limit", "6", "--runs", "5",
                          "--out", str(tmp_path))

@@ -18,7 +18,8 @@ only with a new version)::
                      training_films_warnings {model: one line} (DATA is a folder the model's metadata
                      says it was trained on, and the bench is not --split test with a split file)
     settings         threads [..], runs, warmup, batch_size, workers, model_options (the --labels, --input-scaling,
-                     --negative-label, --threshold given), isolation
+                     --negative-label, --threshold given), model_options_applied_to [model] (all, or in a mix
+                     of models with and without xscreen metadata those without it), isolation
     methods          {figure: how it is measured}
     results          one object per model x threads:
         model            display name (file name; the path where two share a name)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..runtime import load_model
+from ..runtime import ModelContractError, load_model
 from ..runtime._labelled import (
     LabelledFolderError,
     LabelledImage,
@@ -146,11 +146,33 @@ def labelled_images(config: BenchConfig) -> list[LabelledImage]:
     return select_images(images, config.limit, config.seed)
 
 
+def options_per_model(models: Sequence[Path], model_options: dict) -> dict[Path, dict]:
+    """The assumption options (--labels, --input-scaling, --negative-label, --threshold) for each model.
+
+    They apply to every model, except in a mix of models with and without xscreen metadata: then only
+    to the models without it (those with it say their labels and scaling themselves)."""
+    if not model_options:
+        return {path: {} for path in models}
+    bare = []
+    for path in models:
+        try:
+            load_model(path)
+        except ModelContractError as exc:
+            if "carries no xscreen metadata" not in str(exc):
+                raise
+            bare.append(path)
+    if bare and len(bare) < len(models):
+        return {path: (model_options if path in bare else {}) for path in models}
+    return {path: model_options for path in models}
+
+
 def check_labels(models: Sequence[Path], data_labels: set[str], model_options: dict | None = None) -> list[dict]:
-    """Load each model once (cheap) to read its labels; refuse data classes a model does not know."""
+    """Load each model once (cheap) to read its labels; refuse data classes a model does not know.
+
+    ``model_options``: load_model keywords per model path (see ``options_per_model``)."""
     described = []
     for path in models:
-        model = load_model(path, **(model_options or {}))
+        model = load_model(path, **(model_options or {}).get(path, {}))
         unknown = sorted(data_labels - set(model.metadata.labels))
         if unknown:
             raise LabelMismatchError(
@@ -159,6 +181,7 @@ def check_labels(models: Sequence[Path], data_labels: set[str], model_options: d
                 "or rename the class folders / manifest labels to match."
             )
         described.append({"path": Path(path), "data_summary": model.metadata.data_summary,
+                          "options": (model_options or {}).get(path, {}),
                           "trained_on": trained_on_folders(model.metadata)})
     return described
 
@@ -195,7 +218,8 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
     images = labelled_images(config)
     counts = Counter(img.label for img in images)
     model_options = {k: v for k, v in config.model_options.items() if v is not None}
-    models = check_labels(list(dict.fromkeys(Path(m) for m in config.models)), set(counts), model_options)
+    paths = list(dict.fromkeys(Path(m) for m in config.models))
+    models = check_labels(paths, set(counts), options_per_model(paths, model_options))
     names = _display_names([m["path"] for m in models])
     warnings = {n: w for n, m in zip(names, models) if (w := training_films_warning(n, m["trained_on"], config))}
     report = BenchReport(
@@ -215,6 +239,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
         settings={
             "threads": list(config.threads), "runs": config.runs, "warmup": config.warmup,
             "batch_size": config.batch_size, "workers": config.workers, "model_options": model_options,
+            "model_options_applied_to": [n for n, m in zip(names, models) if m["options"]],
             "isolation": "one fresh Python process per model x threads",
         },
     )
@@ -229,7 +254,8 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
             where = f"{name} @ {threads} thread{'s' if threads > 1 else ''}"
             if progress:
                 progress(f"measuring {where}: {len(images)} images")
-            row = _measure_in_fresh_process({**task, "model": str(model["path"]), "threads": threads})
+            row = _measure_in_fresh_process({**task, "model": str(model["path"]), "threads": threads,
+                                             "model_options": model["options"]})
             report.results.append({"model": name, "path": str(model["path"]),
                                    "on_training_films": name in warnings, **row})
             if progress:
