@@ -188,7 +188,8 @@ def bundled_section(s: Sources) -> str:
         f"{screen['sensitivity']:.3f}, specificity {screen['specificity']:.3f}**.", "",
         "**Believe the per-source figures over these.** On films from a source the model never saw, it does much "
         f"worse (MODEL_CARD.md, *Films the model never saw*): a model trained the same way without NIH scores "
-        f"macro-F1 {held['macro_f1']:.2f} on the {held['n']} NIH films (pneumonia recall {held['pneumonia_recall']:.2f}, "
+        f"macro-F1 {held['macro_f1']:.2f} on the {held['n']} NIH films (pneumonia recall "
+        f"{held['pneumonia_recall']:.2f}, "
         f"ROC AUC {held['abnormal_roc_auc']:.2f}); with NIH in training, the shipped model on NIH test patients "
         f"({nih['n']} films) reaches macro-F1 {nih['macro_f1']:.2f}, pneumonia recall {pn:.2f} and "
         f"sensitivity/specificity {float(sens):.2f}/{float(spec):.2f} at its threshold, where the 0.1 model had "
@@ -359,12 +360,13 @@ def clinician(s: Sources) -> str:
     kp, kp_n = _recall(kermany, "pneumonia")
     cv, cv_n = _recall(covid, "covid")
     held = s.card["readme_0.2"]["hold_out_nih_all_films"]
+    found, flagged = round(pn_recall * pn_n), round(sens * pn_n)
     return "\n".join([
         "In plain words, for a clinician reading its output (figures from the tables below):", "",
         f"- **Adults from a hospital it learned little from.** On {pn_n + h_n} films of NIH patients it never saw "
         f"(adults, from a hospital of which a few hundred other films were in training) it called "
-        f"pneumonia in only {round(pn_recall * pn_n)} of {pn_n} pneumonias and **missed {pn_n - round(pn_recall * pn_n)}**; "
-        f"the review flag, which is set to catch more, still let {pn_n - round(sens * pn_n)} of the {pn_n} through, and "
+        f"pneumonia in only {found} of {pn_n} pneumonias and **missed {pn_n - found}**; "
+        f"the review flag, which is set to catch more, still let {pn_n - flagged} of the {pn_n} through, and "
         f"flagged {h_n - round(spec * h_n)} of {h_n} healthy films. A model trained the same way without any film "
         f"of that hospital found **none** of its pneumonias (recall {held['pneumonia_recall']:.2f} on "
         f"{held['n']} films).",

@@ -232,7 +232,9 @@ def info(model_path: Path | None, labels, rename, backend, as_json: bool, input_
         "heatmaps": "yes (class-activation maps)" if description["heatmaps"] else "no",
         "scope check": describe_scope(description["scope"]),
         "preprocessing": description["preprocessing"],
-        "input scaling": description["input_scaling"],
+        "input scaling": description["input_scaling"] + (
+            f" (the file's input; inside the graph: {meta['extra']['wrapping']['description']})"
+            if meta["extra"].get("wrapping") else ""),
         "assumed": description["assumptions"] or "nothing: the file carries xscreen metadata",
         "model version": meta["model_version"],
         "exported": meta["exported_at"],
