@@ -181,6 +181,10 @@ def test_export_names_a_clearly_better_scaling_or_label_order_and_force_keeps_yo
     assert report["wrapping"]["heatmap_ready"] and report["formats"][0]["status"] == "pass"
     model = load_model(tmp_path / "c" / "brightness_fp32.tflite")
     assert model.has_heatmaps and not model.has_scope
+    from test_cli_run import xscreen
+
+    info = " ".join(xscreen("info", tmp_path / "c" / "brightness_fp32.tflite").output.split())
+    assert "inside the graph: grey 0..255 in, tiled to RGB, scaled unit" in info  # the wrapping, in the table
     outputs = model.predict_outputs(grey)
     np.testing.assert_allclose(outputs.probabilities, original_probabilities(brightness_model(), grey, "unit",
                                                                              "logits"), atol=1e-5)
