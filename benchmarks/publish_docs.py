@@ -98,10 +98,11 @@ def _scope_threshold_sentence(s: Sources) -> str:
     if "threshold" not in scope:
         return "The shipped file has no scope threshold."
     if "keras_threshold" in scope and "format_ratio" in scope:
-        return (f"Its scope threshold is the Keras model's ({scope['keras_threshold']:.3f}) scaled by the ratio of "
-                f"the int8 and Keras 99th-percentile scores on the validation films (×{scope['format_ratio']}): "
+        return (f"The shipped int8 file's scope threshold is the Keras model's ({scope['keras_threshold']:.3f}) "
+                f"scaled by the ratio of the int8 and Keras 99th-percentile scores on the validation films "
+                f"(×{scope['format_ratio']}): "
                 f"**{scope['threshold']:.3f}**.")
-    return f"Its scope threshold is **{scope['threshold']:.3f}**."
+    return f"The shipped int8 file's scope threshold is **{scope['threshold']:.3f}**."
 
 
 def export_table(s: Sources) -> str:
@@ -325,7 +326,8 @@ def scope_card(s: Sources) -> str:
             for name, v in cal.get("held_out_sources", {}).items()]
     return "\n\n".join([
         f"Score: whitened distance of the pooled features to the nearest class mean ({scope['features']} PCA "
-        f"dimensions, {scope['fitted_on']}). Rule: {scope.get('threshold_rule', 'not recorded')}. "
+        f"dimensions, {scope['fitted_on']}). Rule for the Keras model: "
+        f"{scope.get('threshold_rule', 'not recorded')}. "
         f"{_scope_threshold_sentence(s)}",
         _table(["source (films under the full fit)", "in scope"],
                [[k, f"{v:.3f}"] for k, v in cal.get("in_scope_rate_by_source", {}).items()]),
