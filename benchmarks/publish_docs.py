@@ -199,7 +199,9 @@ def bundled_section(s: Sources) -> str:
         "weakest class.", "",
         f"Speed: in one `xscreen bench` run ({lat['what']}), p50 latency at 1 / 2 threads was "
         f"{lat['0.2 int8'][0]} / {lat['0.2 int8'][1]} ms for the 0.2 int8 file against {lat['0.1 int8'][0]} / "
-        f"{lat['0.1 int8'][1]} ms for 0.1's (the 0.2 file also computes the heatmap and the scope score).",
+        f"{lat['0.1 int8'][1]} ms for 0.1's (the 0.2 file also computes the heatmap and the scope score).", "",
+        "`xscreen bench` on `cxr3` or `nih` without `--split test --split-file` scores this model on its own training "
+        "films and says so (*Bench: measure before you choose*).",
     ])
 
 

@@ -67,11 +67,11 @@ def wrap_foreign_classifier(model, input_scaling: str):
         outputs = layers.Softmax(name="softmax_added")(outputs)
     wrapped = keras.Model(image, outputs, name=f"xscreen_wrapped_{model.name}")
     if head is not None and not _same_outputs(wrapped, model, scaling, channels):
-        return wrap_foreign_classifier_plain(model, scaling, channels, is_probabilities, evidence)
+        return _plain_wrap(model, scaling, channels, is_probabilities, evidence)
     return wrapped, Wrapping(scaling.name, channels == 3, not is_probabilities, evidence, head is not None)
 
 
-def wrap_foreign_classifier_plain(model, scaling, channels: int, is_probabilities: bool, evidence: str):
+def _plain_wrap(model, scaling, channels: int, is_probabilities: bool, evidence: str):
     """The wrapper without the heatmap-ready head: the user's model called as one layer."""
     import keras
     from keras import layers
@@ -110,7 +110,7 @@ def _gap_dense_head(model, x, is_probabilities: bool):
     gap, dense = tail[-2], tail[-1]
     try:
         features = keras.Model(model.input, gap.input, name="features")
-    except ValueError:  # the pooling's input is not a tensor of this model's graph
+    except (ValueError, AttributeError):  # the pooling's input is not a tensor of this model's graph
         return None
     feature_map = layers.Identity(name="out_relu")(features(x))
     pooled = layers.Identity(name="pool")(gap(feature_map))
