@@ -74,8 +74,11 @@ def describe_scope(scope: dict | None) -> str:
     """One line for ``xscreen info``: the image check's threshold, its rule and what it was fitted on."""
     if scope is None:
         return "DICOM headers only (the model has no scope output)"
+    scaled = (f"; this file's threshold is the Keras model's {float(scope['keras_threshold']):g} "
+              f"x{scope['format_ratio']} for its format's scores" if "format_ratio" in scope else "")
     return (f"DICOM headers, and the image: out of scope when its score > {float(scope['threshold']):g} "
-            f"({scope.get('threshold_rule', 'rule not given')}); fitted on {scope.get('fitted_on', 'not given')}")
+            f"(rule for the Keras model: {scope.get('threshold_rule', 'not given')}{scaled}); fitted on "
+            f"{scope.get('fitted_on', 'not given')}")
 
 
 def image_reasons(model, pixels: np.ndarray, scores: np.ndarray, screened: np.ndarray) -> list[str | None]:
