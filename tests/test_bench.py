@@ -181,6 +181,20 @@ def test_a_third_party_model_is_benched_with_its_input_scaling(labelled, tmp_pat
     assert row["metrics"]["confusion_matrix"] == EXPECTED_CONFUSION
 
 
+@needs_onnxruntime
+def test_models_with_and_without_metadata_mix_in_one_bench(labelled, tmp_path):
+    # --labels and --input-scaling go to the model without metadata; the one with metadata keeps its own.
+    code, output = bench(str(labelled), "--model", str(FP32), "--model", str(THIRD_PARTY_UNIT_LOGITS_ONNX),
+                         "--labels", "healthy,pneumonia,covid", "--input-scaling", "unit", "--runs", "5",
+                         "--warmup", "1", "--out", str(tmp_path))
+    assert code == 0, output
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["settings"]["model_options_applied_to"] == [THIRD_PARTY_UNIT_LOGITS_ONNX.name]
+    by_model = {row["model"]: row for row in report["results"]}
+    assert by_model[FP32.name]["assumptions"] is None and by_model[FP32.name]["input_scaling"] == "raw"
+    assert by_model[THIRD_PARTY_UNIT_LOGITS_ONNX.name]["input_scaling"] == "unit"
+
+
 def test_limit_takes_a_stratified_sample(labelled, tmp_path):
     code, output = bench(str(labelled), "--model", str(FP32), "--limit", "6", "--runs", "5",
                          "--out", str(tmp_path))
@@ -363,3 +377,46 @@ def test_bench_prints_the_extra_with_its_brackets_when_matplotlib_is_missing(lab
     assert code == 0, output
     assert "pip install 'xscreen[report]'" in output
     assert f"{Path(INT8).stat().st_size / 1e6:.2g} MB" in output  # sizes in MB (10^6), as everywhere
+
+
+def test_bench_on_the_folder_a_model_was_trained_on_warns_in_table_json_and_markdown(tmp_path):
+    # The bundled model's metadata says it was trained on cxr3 + nih: a folder named cxr3 is its pool.
+    data = write_labelled_folder(tmp_path / "cxr3")
+    code, output = bench(str(data), "--model", "bundled", "--runs", "2", "--warmup", "0", "--out", str(tmp_path / "b"))
+    assert code == 0, output
+    assert "warning:" in output and "trained on films of cxr3/" in output and "ON ITS TRAINING FILMS" in output
+    report = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert "xscreen_int8.tflite" in report["data"]["training_films_warnings"]
+    assert report["results"][0]["on_training_films"] is True
+    assert "**Warning: xscreen_int8.tflite was trained on films of cxr3/" in (tmp_path / "b" / "bench.md").read_text()
+    # Restricted to a held-out split it does not warn; a folder it never saw does not either.
+    split = tmp_path / "split.csv"
+    split.write_text("file,split\n" + "".join(f"{p},test\n" for p in sorted(data.rglob("*.png"))))
+    code, output = bench(str(data), "--model", "bundled", "--runs", "2", "--warmup", "0", "--split", "test",
+                         "--split-file", str(split), "--out", str(tmp_path / "c"))
+    assert code == 0 and "warning:" not in output, output
+    other = write_labelled_folder(tmp_path / "ward3")
+    code, output = bench(str(other), "--model", "bundled", "--runs", "2", "--warmup", "0", "--out", str(tmp_path / "d"))
+    assert code == 0 and "warning:" not in output, output
+
+
+def test_split_test_with_the_bundled_model_uses_its_shipped_split(tmp_path, monkeypatch):
+    import xscreen.bench._bench as bench_module
+
+    data = write_labelled_folder(tmp_path / "pool" / "cxr3")
+    held_out = sorted(data.rglob("*.png"))[::2]
+    shipped = tmp_path / "models" / "xscreen_split.csv"
+    shipped.parent.mkdir()
+    monkeypatch.setattr(bench_module, "BUNDLED_SPLIT", shipped)
+    code, output = bench(str(data), "--model", "bundled", "--split", "test", "--runs", "2",
+                         "--out", str(tmp_path / "a"))
+    assert code == 2 and "ships no split of the bundled model" in output, output
+    # As the build script writes it: file names from the pool's root, no images.
+    rows = [f"{p.relative_to(data.parent).as_posix()},x,g,{'test' if p in held_out else 'train'}\n"
+            for p in sorted(data.rglob("*.png"))]
+    shipped.write_text("file,label,group,split\n" + "".join(rows))
+    code, output = bench(str(data), "--model", "bundled", "--split", "test", "--runs", "2", "--warmup", "0",
+                         "--out", str(tmp_path / "b"))
+    assert code == 0 and "warning:" not in output, output
+    report = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert report["data"]["n_images"] == len(held_out) and report["data"]["split_file"] == str(shipped)

@@ -74,9 +74,11 @@ def test_exported_notebook_model_gives_the_original_probabilities(films, tmp_pat
     original = notebook_style_model(head)
     path = tmp_path / "seed.keras"
     original.save(path)
+    # An untrained network: its scaling and label order cannot be checked against the films (--force).
     report = export_model(ExportConfig(model=path, out=tmp_path / "models", formats=formats, labels=LABELS,
                                        input_scaling=scaling, negative_label="healthy", calibration=data,
-                                       calibration_size=18), log=lambda _: None)
+                                       calibration_size=18, force=True), log=lambda _: None)
+    assert {row["file"] for row in report["formats"]} >= {"seed_fp32.tflite"}  # named after its source
     wrapping = report["wrapping"]
     assert wrapping["input_scaling"] == scaling and wrapping["tiled_to_rgb"]
     assert wrapping["softmax_added"] == (head == "logits")
@@ -138,3 +140,64 @@ def test_third_party_files_give_the_original_probabilities(films, tmp_path, scal
         assert np.abs(raw.predict(grey) - expected).max() > 1e-3
     sidecar = json.loads(model.metadata.to_json())
     assert sidecar["input_scaling"] == scaling and sidecar["threshold"] == 0.4
+
+
+BRIGHTNESS = {"covid": 40 / 255, "healthy": 128 / 255, "pneumonia": 215 / 255}  # write_synthetic_films' levels
+
+
+def brightness_model(order=LABELS):
+    """A GAP + dense classifier that is right on the synthetic films when fed [0, 1] (``unit``) pixels:
+    output j is ``20 (2 c_j m - c_j^2)`` for the film's mean m, largest for the nearest class level c_j."""
+    import keras
+    from keras import layers
+
+    image = keras.Input((SIZE, SIZE, 3))
+    features = layers.Conv2D(3, 1, use_bias=False, name="identity_features")(image)
+    pooled = layers.GlobalAveragePooling2D()(features)
+    dense = layers.Dense(len(order), name="head")
+    model = keras.Model(image, dense(pooled))
+    model.get_layer("identity_features").set_weights([np.eye(3, dtype=np.float32)[None, None]])
+    levels = np.array([BRIGHTNESS[label] for label in order], np.float32)
+    dense.set_weights([np.tile(20 * 2 * levels / 3, (3, 1)), -20 * levels**2])
+    return model
+
+
+def test_export_names_a_clearly_better_scaling_or_label_order_and_force_keeps_yours(films, tmp_path):
+    data, grey = films
+    path = tmp_path / "brightness.keras"
+    brightness_model().save(path)
+    config = {"model": path, "formats": "tflite-fp32", "labels": LABELS, "negative_label": "healthy",
+              "calibration": data, "calibration_size": 18}
+    # The README's old advice for a rescale=1./255 model: mobilenet_v2. The films say unit.
+    with pytest.raises(ExportError, match=r"--input-scaling unit looks right and yours wrong: macro-F1 1\.000 "
+                                          r"against 0\.[0-9]+ with --input-scaling mobilenet_v2.*--force"):
+        export_model(ExportConfig(out=tmp_path / "a", input_scaling="mobilenet_v2", **config), log=lambda _: None)
+    report = export_model(ExportConfig(out=tmp_path / "b", input_scaling="mobilenet_v2", force=True, **config),
+                          log=lambda _: None)
+    assert not report["assumption_check"]["ok"] and report["assumption_check"]["best"]["input_scaling"] == "unit"
+    # Right scaling: checked and passed, and the GAP + dense head gets an exact heatmap.
+    report = export_model(ExportConfig(out=tmp_path / "c", input_scaling="unit", **config), log=lambda _: None)
+    assert report["assumption_check"]["ok"] and report["assumption_check"]["given"]["macro_f1"] == 1.0
+    assert report["wrapping"]["heatmap_ready"] and report["formats"][0]["status"] == "pass"
+    model = load_model(tmp_path / "c" / "brightness_fp32.tflite")
+    assert model.has_heatmaps and not model.has_scope
+    from test_cli_run import xscreen
+
+    info = " ".join(xscreen("info", tmp_path / "c" / "brightness_fp32.tflite").output.split())
+    assert "inside the graph: grey 0..255 in, tiled to RGB, scaled unit" in info  # the wrapping, in the table
+    outputs = model.predict_outputs(grey)
+    np.testing.assert_allclose(outputs.probabilities, original_probabilities(brightness_model(), grey, "unit",
+                                                                             "logits"), atol=1e-5)
+    # The class-activation map is exact: its spatial mean plus the bias gives the logits.
+    logits = outputs.cam.mean(axis=(1, 2)) + brightness_model().get_layer("head").get_weights()[1]
+    np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), outputs.probabilities,
+                               atol=1e-4)
+
+
+def test_export_names_the_label_order_of_a_model_trained_in_another_order(films, tmp_path):
+    data, _ = films
+    path = tmp_path / "reordered.keras"
+    brightness_model(order=("healthy", "pneumonia", "covid")).save(path)
+    with pytest.raises(ExportError, match=r"--labels healthy,pneumonia,covid looks right"):
+        export_model(ExportConfig(model=path, out=tmp_path, formats="tflite-fp32", labels=LABELS,
+                                  input_scaling="unit", calibration=data, calibration_size=18), log=lambda _: None)

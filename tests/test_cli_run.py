@@ -134,7 +134,9 @@ def test_default_output_is_results_csv_in_the_current_folder(brightness_folder, 
 @pytest.mark.parametrize("name, data, words", [
     ("model.tflite", b"this is a text file", ["model.tflite", "not a usable TFLite model"]),
     ("model.onnx", b"\x00garbage" * 10, ["model.onnx", "onnxruntime cannot load it"]),
-    ("model.h5", b"HDF", ["unknown model format '.h5'"]),
+    ("model.h5", b"HDF", ["model.h5 is a Keras model", "model.h5 --labels"]),
+    ("seed.keras", b"PK", ["seed.keras is a Keras model", "convert it first with `xscreen export", "--input-scaling"]),
+    ("model.pt", b"\x80", ["unknown model format '.pt'"]),
 ])
 def test_a_bad_model_file_is_one_line_and_exit_2(brightness_folder, tmp_path, name, data, words):
     model = tmp_path / name

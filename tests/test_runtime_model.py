@@ -318,3 +318,11 @@ def _import_blocking(*blocked: str):
         return real(name, package)
 
     return fake
+
+
+def test_a_file_without_metadata_suggests_keras_alphabetical_order_and_calls_its_assumptions_unchecked():
+    # Keras numbers class folders alphabetically: the example must be that order, not another.
+    with pytest.raises(ModelContractError, match=r"--labels covid,healthy,pneumonia .*alphabetically"):
+        load_model(THIRD_PARTY_TFLITE)
+    model = load_model(THIRD_PARTY_TFLITE, labels=("covid", "healthy", "pneumonia"), input_scaling="raw")
+    assert "unchecked assumptions" in model.assumptions and "xscreen export" in model.assumptions

@@ -246,3 +246,12 @@ def test_header_rules(tags, reason):
         setattr(ds, keyword, value)
     found = dicom_header_reason(ds)
     assert found is None if reason is None else reason in found, found
+
+
+def test_info_line_says_which_threshold_is_the_files_and_which_the_keras_models():
+    from xscreen.runtime._scope import describe_scope
+
+    line = describe_scope({"threshold": 1.050061, "keras_threshold": 0.952455, "format_ratio": 1.1025,
+                           "threshold_rule": "threshold 0.952: the 99.9% quantile", "fitted_on": "9200 films"})
+    assert "score > 1.05006 (rule for the Keras model: threshold 0.952" in line
+    assert "this file's threshold is the Keras model's 0.952455 x1.1025" in line

@@ -239,7 +239,9 @@ def info(model_path: Path | None, labels, rename, backend, as_json: bool, input_
         "heatmaps": "yes (class-activation maps)" if description["heatmaps"] else "no",
         "scope check": describe_scope(description["scope"]),
         "preprocessing": description["preprocessing"],
-        "input scaling": description["input_scaling"],
+        "input scaling": description["input_scaling"] + (
+            f" (the file's input; inside the graph: {meta['extra']['wrapping']['description']})"
+            if meta["extra"].get("wrapping") else ""),
         "assumed": description["assumptions"] or "nothing: the file carries xscreen metadata",
         "model version": meta["model_version"],
         "exported": meta["exported_at"],
@@ -339,6 +341,8 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
     hardware = report.hardware
     console.print(f"{escape(hardware['cpu_model'])}, {hardware['cores_logical']} cores, "
                   f"{escape(', '.join(hardware['simd']) or 'no SIMD flags found')}", highlight=False)
+    for warning in report.data["training_films_warnings"].values():
+        console.print(f"[bold red]warning:[/] {escape(warning)}", highlight=False)
     for row in report.results:
         if row.get("assumptions") and row["threads"] == threads[0]:
             console.print(f"[yellow]{escape(row['assumptions'])}[/]", highlight=False)
@@ -439,21 +443,26 @@ def train_command(data, out, weights, input_size, alpha, fine_tune_from, views, 
 @negative_label_option
 @threshold_option
 @click.option("--out", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
-@click.option("--stem", default="xscreen", show_default=True, help="File name prefix.")
+@click.option("--stem", help="File name prefix (default: the source model's name, e.g. seed -> seed_int8.tflite).")
 @click.option("--strict", is_flag=True, help="Fail (exit 1) when an int8 format loses > 1 point of macro-F1.")
+@click.option("--force", is_flag=True,
+              help="Keep --input-scaling and --labels even when the verification films say another scaling or "
+                   "label order is clearly better, or the model scores below chance.")
 def export_command(model, formats, calibration, calibration_size, verify, verify_size, labels, input_scaling,
-                   negative_label, threshold, out, stem, strict):
+                   negative_label, threshold, out, stem, strict, force):
     """Export a Keras MODEL (.keras or .h5) to TFLite and ONNX formats, each verified against it.
 
     A model trained elsewhere (no model.json beside it) needs --labels and --input-scaling: xscreen
-    wraps it to take grey 0..255 pixels and give probabilities (a softmax is added to a logits head).
+    wraps it to take grey 0..255 pixels and give probabilities (a softmax is added to a logits head),
+    and checks both on the labelled verification films: another input scaling or label order clearly
+    better, or a score below chance, fails the export (--force keeps yours).
     """
     _require_training_stack()
     from .export import export_model
 
     config = ExportConfig(
         model=model, out=out, formats=formats, calibration=calibration, calibration_size=calibration_size,
-        verify=verify, verify_size=verify_size, stem=stem, strict=strict, labels=labels,
+        verify=verify, verify_size=verify_size, stem=stem, strict=strict, force=force, labels=labels,
         input_scaling=input_scaling, negative_label=negative_label, threshold=threshold,
     )
     try:

@@ -14,12 +14,16 @@ only with a new version)::
                      simd [e.g. "avx2", "avx512_vnni", "neon"], memory_mb, load_avg_1m, os, python,
                      xscreen, packages {distribution: version}, date_utc (ISO 8601)
     data             path, split, split_file, limit, seed, n_images, per_class {label: count},
-                     readme (the data's own caveats, when found), model_training_data {model: text}
+                     readme (the data's own caveats, when found), model_training_data {model: text},
+                     training_films_warnings {model: one line} (DATA is a folder the model's metadata
+                     says it was trained on, and the bench is not --split test with a split file)
     settings         threads [..], runs, warmup, batch_size, workers, model_options (the --labels, --input-scaling,
-                     --negative-label, --threshold given), isolation
+                     --negative-label, --threshold given), model_options_applied_to [model] (all, or in a mix
+                     of models with and without xscreen metadata those without it), isolation
     methods          {figure: how it is measured}
     results          one object per model x threads:
         model            display name (file name; the path where two share a name)
+        on_training_films  true when training_films_warnings names this model
         path, format ("tflite" | "onnx"), variant (the model's own format tag, e.g. "tflite-int8"),
         backend ("ai-edge-litert 2.3.0", ...),
         input_dtype ("float32" | "uint8"), input_size [h, w], threads,

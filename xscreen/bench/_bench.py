@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..runtime import load_model
+from ..runtime import ModelContractError, load_model
 from ..runtime._labelled import (
     LabelledFolderError,
     LabelledImage,
@@ -21,6 +22,7 @@ from ..runtime._labelled import (
     read_split_csv,
     stratified_sample,
 )
+from ..runtime._model import BUNDLED_MODEL, BUNDLED_ONNX_MODEL, BUNDLED_SPLIT
 from ._hardware import hardware_fingerprint
 from ._measure import METHODS
 
@@ -91,19 +93,42 @@ def select_images(images: list[LabelledImage], limit: int | None, seed: int = 0)
         raise BenchError(f"--limit {limit}: {exc}") from None
 
 
-def read_split_file(split_file: Path) -> dict[Path, str]:
-    """Resolved path -> split from a CSV with ``file`` and ``split`` columns (see ``read_split_csv``)."""
+def read_split_file(split_file: Path, data: Path | None = None) -> dict[Path, str]:
+    """Resolved path -> split from a CSV with ``file`` and ``split`` columns (see ``read_split_csv``).
+
+    The bundled model's split names files from the data pool's root (``cxr3/covid/x.jpg``): they are
+    found beside ``data``, wherever the pool lies."""
     try:
+        if Path(split_file).resolve() == BUNDLED_SPLIT.resolve() and data is not None:
+            root = Path(data).resolve().parent
+            with open(split_file, newline="") as fh:
+                return {(root / row["file"]).resolve(): row["split"] for row in csv.DictReader(fh)}
         return {img.path: img.split for img in read_split_csv(split_file)}
     except LabelledFolderError as exc:
         raise BenchError(str(exc)) from None
+
+
+def bundled_split_file(config: BenchConfig) -> Path | None:
+    """The bundled model's own split (shipped beside it) for ``--split`` without a split file, when a
+    bundled model is benched on a folder without train/valid/test folders; BenchError when not shipped."""
+    bundled = {BUNDLED_MODEL.resolve(), BUNDLED_ONNX_MODEL.resolve()}
+    if config.split is None or config.split_file is not None or not any(
+            Path(m).resolve() in bundled for m in config.models):
+        return None
+    if any(img.split for img in read_labelled_folder(config.data)):
+        return None
+    if not BUNDLED_SPLIT.is_file():
+        raise BenchError(f"--split {config.split}: {config.data} has no train/valid/test folders and this install "
+                         f"ships no split of the bundled model ({BUNDLED_SPLIT.name}; see MODEL_CARD.md): pass "
+                         "--split-file")
+    return BUNDLED_SPLIT
 
 
 def labelled_images(config: BenchConfig) -> list[LabelledImage]:
     """The labelled images the bench scores: folder, then split, then stratified sample."""
     images = read_labelled_folder(config.data)
     if config.split_file is not None:
-        splits = read_split_file(config.split_file)
+        splits = read_split_file(config.split_file, config.data)
         images = [
             LabelledImage(img.path, img.label, img.group, splits.get(img.path.resolve())) for img in images
         ]
@@ -121,11 +146,33 @@ def labelled_images(config: BenchConfig) -> list[LabelledImage]:
     return select_images(images, config.limit, config.seed)
 
 
+def options_per_model(models: Sequence[Path], model_options: dict) -> dict[Path, dict]:
+    """The assumption options (--labels, --input-scaling, --negative-label, --threshold) for each model.
+
+    They apply to every model, except in a mix of models with and without xscreen metadata: then only
+    to the models without it (those with it say their labels and scaling themselves)."""
+    if not model_options:
+        return {path: {} for path in models}
+    bare = []
+    for path in models:
+        try:
+            load_model(path)
+        except ModelContractError as exc:
+            if "carries no xscreen metadata" not in str(exc):
+                raise
+            bare.append(path)
+    if bare and len(bare) < len(models):
+        return {path: (model_options if path in bare else {}) for path in models}
+    return {path: model_options for path in models}
+
+
 def check_labels(models: Sequence[Path], data_labels: set[str], model_options: dict | None = None) -> list[dict]:
-    """Load each model once (cheap) to read its labels; refuse data classes a model does not know."""
+    """Load each model once (cheap) to read its labels; refuse data classes a model does not know.
+
+    ``model_options``: load_model keywords per model path (see ``options_per_model``)."""
     described = []
     for path in models:
-        model = load_model(path, **(model_options or {}))
+        model = load_model(path, **(model_options or {}).get(path, {}))
         unknown = sorted(data_labels - set(model.metadata.labels))
         if unknown:
             raise LabelMismatchError(
@@ -133,8 +180,32 @@ def check_labels(models: Sequence[Path], data_labels: set[str], model_options: d
                 f"(its labels: {', '.join(model.metadata.labels)}). Bench it on data with its classes, "
                 "or rename the class folders / manifest labels to match."
             )
-        described.append({"path": Path(path), "data_summary": model.metadata.data_summary})
+        described.append({"path": Path(path), "data_summary": model.metadata.data_summary,
+                          "options": (model_options or {}).get(path, {}),
+                          "trained_on": trained_on_folders(model.metadata)})
     return described
+
+
+def trained_on_folders(metadata) -> list[str]:
+    """The labelled folders a model was trained on, by name, as its metadata records them: ``extra
+    ["trained_on"]``, else the start of the data summary ``xscreen train`` writes (``cxr3 + nih: ...``)."""
+    if metadata.extra.get("trained_on"):
+        return list(metadata.extra["trained_on"])
+    summary = metadata.data_summary or ""
+    if ":" not in summary:
+        return []
+    return [name.strip() for name in summary.split(":", 1)[0].split(" + ") if name.strip()]
+
+
+def training_films_warning(name: str, trained_on: list[str], config: BenchConfig) -> str | None:
+    """One line when DATA is a folder the model was trained on and the bench is not restricted to a
+    held-out split (``--split test`` with a split file): its figures then include training films."""
+    folder = Path(config.data).resolve().name
+    if folder not in trained_on or (config.split == "test" and config.split_file is not None):
+        return None
+    return (f"{name} was trained on films of {folder}/ (its metadata: trained on {' + '.join(trained_on)}); "
+            f"these figures include its training films and overstate it: bench its held-out films with "
+            f"--split test --split-file SPLIT (the split.csv of its training run)")
 
 
 def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchReport:
@@ -143,11 +214,14 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
         raise BenchError("no model given: pass --model at least once")
     if not config.threads or min(config.threads) < 1:
         raise BenchError(f"thread counts must be positive, got {list(config.threads)}")
+    config.split_file = config.split_file or bundled_split_file(config)
     images = labelled_images(config)
     counts = Counter(img.label for img in images)
     model_options = {k: v for k, v in config.model_options.items() if v is not None}
-    models = check_labels(list(dict.fromkeys(Path(m) for m in config.models)), set(counts), model_options)
+    paths = list(dict.fromkeys(Path(m) for m in config.models))
+    models = check_labels(paths, set(counts), options_per_model(paths, model_options))
     names = _display_names([m["path"] for m in models])
+    warnings = {n: w for n, m in zip(names, models) if (w := training_films_warning(n, m["trained_on"], config))}
     report = BenchReport(
         hardware=hardware_fingerprint(),
         data={
@@ -160,10 +234,12 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
             "per_class": dict(sorted(counts.items())),
             "readme": _data_readme(config.data),
             "model_training_data": {n: m["data_summary"] for n, m in zip(names, models) if m["data_summary"]},
+            "training_films_warnings": warnings,
         },
         settings={
             "threads": list(config.threads), "runs": config.runs, "warmup": config.warmup,
             "batch_size": config.batch_size, "workers": config.workers, "model_options": model_options,
+            "model_options_applied_to": [n for n, m in zip(names, models) if m["options"]],
             "isolation": "one fresh Python process per model x threads",
         },
     )
@@ -178,8 +254,10 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
             where = f"{name} @ {threads} thread{'s' if threads > 1 else ''}"
             if progress:
                 progress(f"measuring {where}: {len(images)} images")
-            row = _measure_in_fresh_process({**task, "model": str(model["path"]), "threads": threads})
-            report.results.append({"model": name, "path": str(model["path"]), **row})
+            row = _measure_in_fresh_process({**task, "model": str(model["path"]), "threads": threads,
+                                             "model_options": model["options"]})
+            report.results.append({"model": name, "path": str(model["path"]),
+                                   "on_training_films": name in warnings, **row})
             if progress:
                 progress(f"{where}: p50 {row['latency_ms']['p50']:.2f} ms, {row['throughput_ips']:.1f} images/s, "
                          f"macro-F1 {row['metrics']['macro_f1']:.4f}, peak {row['peak_rss_mb']:.0f} MB")

@@ -45,6 +45,9 @@ def pareto_front(results: list[dict]) -> list[dict]:
     return front
 
 
+TRAINING_FILMS_MARK = "(ON ITS TRAINING FILMS)"  # after a model's name in the table, the plot's legend
+
+
 def summary_rows(results: list[dict]) -> list[dict]:
     """The table's cells, as strings, one dict per result row (shared by bench.md and the CLI)."""
     labels = _labels(results)
@@ -52,7 +55,7 @@ def summary_rows(results: list[dict]) -> list[dict]:
     for r in results:
         per_class = r["metrics"]["per_class"]
         cells = {
-            "model": r["model"],
+            "model": r["model"] + (f" {TRAINING_FILMS_MARK}" if r.get("on_training_films") else ""),
             "format": r["variant"],
             "threads": str(r["threads"]),
             "size": _size(r["size_bytes"]),
@@ -110,6 +113,8 @@ def render_markdown(data: dict, plot_name: str | None) -> str:
         "over those films, so a check too eager shows here as lost films.",
         "",
     ]
+    lines += [f"**Warning: {w}.**" for w in d.get("training_films_warnings", {}).values()]
+    lines += [""] if d.get("training_films_warnings") else []
     table = summary_rows(results)
     if table:
         header = list(table[0])
@@ -163,7 +168,9 @@ def plot_pareto(results: list[dict], path: Path) -> None:
                        marker=markers[thread_counts.index(r["threads"]) % len(markers)])
             ax.annotate(f"{r['threads']}t", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
                         color=colour)
-        handles.append(Line2D([], [], color=colour, marker="o", linewidth=0.8, label=model))
+        on_training = any(r.get("on_training_films") for r in rows)
+        handles.append(Line2D([], [], color=colour, marker="o", linewidth=0.8,
+                              label=model + (f" {TRAINING_FILMS_MARK}" if on_training else "")))
     front = pareto_front(results)
     handles += ax.plot([r["latency_ms"]["p50"] for r in front], [r["metrics"]["macro_f1"] for r in front],
                        color="black", linestyle="--", linewidth=0.8, label="Pareto front")
@@ -173,7 +180,10 @@ def plot_pareto(results: list[dict], path: Path) -> None:
     ax.set_xlabel("latency p50, ms per image at batch 1 (lower is better)")
     ax.set_ylabel("macro-F1, bars: 95% bootstrap CI (higher is better)")
     ax.grid(True, alpha=0.3)
-    ax.set_title("xscreen bench: speed against accuracy, one point per model and thread count", fontsize=9)
+    title = "xscreen bench: speed against accuracy, one point per model and thread count"
+    if any(r.get("on_training_films") for r in results):
+        title += "\nWARNING: some models are scored on their own training films (see bench.md)"
+    ax.set_title(title, fontsize=9, color="black" if "WARNING" not in title else "darkred")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

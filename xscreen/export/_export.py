@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..runtime._assumptions import AssumptionCheck, check_assumptions
 from ..runtime._contract import INPUT_SCALING_CHOICES, ModelMetadata
 from ..runtime._labelled import (
     LabelledFolderError,
@@ -31,7 +32,7 @@ from ..runtime._labelled import (
 from ..runtime._metrics import choose_threshold, classification_report, report_markdown
 from ._formats import ExportFormat, ExportInputs, resolve_formats
 from ._train import DISCLAIMER, METADATA_FILE, SCOPE_FILE, TrainConfig, decode_all
-from ._wrap import Wrapping, wrap_foreign_classifier
+from ._wrap import Wrapping, probabilities_by_scaling, wrap_foreign_classifier
 
 FLOAT_MIN_AGREEMENT = 0.995  # a float format below this is a broken conversion
 INT8_MAX_F1_LOSS = 0.01  # an int8 format losing more macro-F1 than this is reported loudly
@@ -56,9 +57,19 @@ class ExportConfig:
     input_scaling: str | None = None  # a model trained elsewhere: what its input expects (INPUT_SCALINGS)
     negative_label: str | None = None  # the label meaning nothing to review
     threshold: float | None = None  # None with negative_label and calibration: chosen on calibration images
-    stem: str = "xscreen"
+    stem: str | None = None  # file name prefix; None: the source model's name (default_stem)
     strict: bool = False
+    force: bool = False  # keep the given input scaling / label order even when the films say otherwise
     seed: int = 0
+
+
+def default_stem(model: Path) -> str:
+    """Exports are named after their source: ``seed.keras`` -> ``seed_int8.tflite``; a training run's
+    ``runs/NAME/model.keras`` -> ``NAME_int8.tflite`` (never the bundled model's ``xscreen_*``)."""
+    model = Path(model)
+    if model.with_name(METADATA_FILE).is_file() and model.stem == "model" and model.parent.name:
+        return model.parent.resolve().name
+    return model.stem
 
 
 def file_sha256(path: Path) -> str:
@@ -191,7 +202,13 @@ def _select_images(config: ExportConfig, split: dict[str, LabelledImage]):
     return calibration, verify, tuning
 
 
-def _judge(fmt: ExportFormat, agreement: float, f1_delta: float, strict: bool) -> tuple[str, str]:
+def _judge(fmt: ExportFormat, agreement: float, report: dict, f1_delta: float, strict: bool,
+           force: bool) -> tuple[str, str]:
+    chance = 1 / len(report["labels"])
+    if report["macro_f1"] < chance:  # agreement with a wrong model proves nothing
+        note = (f"macro-F1 {report['macro_f1']:.4f} on the verification films is below chance ({chance:.3f}): "
+                "wrong labels, label order or input scaling")
+        return ("warn" if force else "fail"), note
     if not fmt.quantized:
         if agreement < FLOAT_MIN_AGREEMENT:
             return "fail", f"top-1 agreement {agreement:.4f} < {FLOAT_MIN_AGREEMENT} for a float format"
@@ -208,7 +225,8 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
 
     formats = resolve_formats(config.formats)
     config.model = Path(config.model)
-    classifier, wrapping = _contract_model(config, _load_classifier(config.model))
+    original = _load_classifier(config.model)
+    classifier, wrapping = _contract_model(config, original)
     if wrapping is not None:
         log(f"wrapped {config.model.name}: {wrapping.describe()}")
     base = _base_metadata(config, classifier, wrapping)
@@ -258,6 +276,10 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
 
     keras_outputs = _named(model.predict(verify_pixels.astype(np.float32), batch_size=64, verbose=0), outputs)
     keras_prob = keras_outputs["probabilities"]
+    assumptions = None
+    if wrapping is not None:
+        assumptions = _check_assumptions(config, original, base.labels, verify_pixels,
+                                         [img.label for img in verify_images], keras_prob, log)
     reference = _Reference(verify_pixels, y_true, keras_prob, keras_outputs,
                            classification_report(y_true, keras_prob, base.labels, base.negative_label,
                                                  base.threshold), tuning)
@@ -277,8 +299,9 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
                 exported_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 xscreen_version=__version__,
             )
-            rows.append(_export_one(fmt, inputs, metadata, out / fmt.filename.format(stem=config.stem),
-                                    reference, config.strict, log))
+            rows.append(_export_one(fmt, inputs, metadata,
+                                    out / fmt.filename.format(stem=config.stem or default_stem(config.model)),
+                                    reference, config.strict, config.force, log))
     report = {
         "schema_version": 1,
         "source_model": str(config.model), "source_sha256": source_hash,
@@ -289,6 +312,7 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
                          else str(config.verify or config.calibration)},
         "calibration_images": 0 if calibration is None else len(calibration),
         "wrapping": None if wrapping is None else wrapping.to_dict(),
+        "assumption_check": None if assumptions is None else assumptions.to_dict(),
         "keras": reference.report,
         "formats": rows,
         "disclaimer": DISCLAIMER,
@@ -296,6 +320,22 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
     (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "export_report.md").write_text(_report_md(report))
     return report
+
+
+def _check_assumptions(config: ExportConfig, original, labels: tuple[str, ...], pixels: np.ndarray,
+                       true_labels: list[str], given_prob: np.ndarray, log) -> AssumptionCheck:
+    """The wrapped model under every input scaling and label order on the verification films: fail
+    (ExportError) when another is clearly better or the given one scores below chance, unless --force."""
+    probabilities = probabilities_by_scaling(original, pixels, {config.input_scaling: given_prob})
+    check = check_assumptions(probabilities, true_labels, labels, config.input_scaling, config.seed)
+    if check.ok:
+        log(check.message())
+    elif config.force:
+        log(f"warning (kept by --force): {check.message()}")
+    else:
+        fix = "re-export with that" if check.better_found else "check the labels of the films and the model"
+        raise ExportError(f"{check.message()}; {fix}, or pass --force to keep yours")
+    return check
 
 
 def _screening_model(path: Path, classifier, metadata: ModelMetadata):
@@ -372,7 +412,7 @@ def _write_model_file(fmt: ExportFormat, data: bytes, metadata: ModelMetadata, p
 
 
 def _export_one(fmt: ExportFormat, inputs: ExportInputs, metadata: ModelMetadata, path: Path,
-                reference: _Reference, strict: bool, log) -> dict:
+                reference: _Reference, strict: bool, force: bool, log) -> dict:
     from ..runtime import load_model
 
     row = {"format": fmt.name, "file": path.name, "description": fmt.description}
@@ -400,7 +440,7 @@ def _export_one(fmt: ExportFormat, inputs: ExportInputs, metadata: ModelMetadata
                                    metadata.threshold)
     agreement = float((prob.argmax(1) == reference.prob.argmax(1)).mean())
     f1_delta = report["macro_f1"] - reference.report["macro_f1"]
-    status, note = _judge(fmt, agreement, f1_delta, strict)
+    status, note = _judge(fmt, agreement, report, f1_delta, strict, force)
     row.update(status=status, note=note, runtime=runtime_model.backend, top1_agreement=agreement,
                max_abs_dp=float(np.abs(prob - reference.prob).max()), macro_f1_delta=f1_delta,
                metrics=report, **_extra_outputs_agreement(runtime_model, reference, metadata))
@@ -452,6 +492,8 @@ def _report_md(report: dict) -> str:
           "training images.", "",
           *([f"Wrapped to meet the xscreen contract (verified against the wrapped Keras model): "
              f"{report['wrapping']['description']}.", ""] if report["wrapping"] else []),
+          *([f"Assumptions: {report['assumption_check']['message']}.", ""]
+            if report.get("assumption_check") else []),
           "| format | file | size (MB) | top-1 agreement | max abs Δp | macro-F1 | Δ vs Keras (pts) "
           "| status |", "|---|---|---|---|---|---|---|---|",
           f"| keras (reference) | | | 1.0000 | 0 | {report['keras']['macro_f1']:.4f} | 0 | |"]

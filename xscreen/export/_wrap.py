@@ -31,6 +31,7 @@ class Wrapping:
     tiled_to_rgb: bool
     softmax_added: bool
     output_evidence: str  # how the output was judged to be probabilities or logits
+    heatmap_ready: bool = False  # GAP + one dense head: rebuilt so the export adds the exact cam output
 
     def describe(self) -> str:
         scaling = INPUT_SCALINGS[self.input_scaling]
@@ -39,6 +40,8 @@ class Wrapping:
             steps.append("tiled to RGB")
         steps.append(f"scaled {scaling.name} ({scaling.description})")
         steps.append("softmax added" if self.softmax_added else "output kept")
+        steps.append("heatmaps: exact (GAP + one dense layer)" if self.heatmap_ready
+                     else "no heatmaps (the head is not GAP + one dense layer)")
         return ", ".join(steps) + f"; output: {self.output_evidence}"
 
     def to_dict(self) -> dict:
@@ -56,16 +59,94 @@ def wrap_foreign_classifier(model, input_scaling: str):
         raise ValueError(f"input scaling {scaling.name} is per RGB channel, but the model takes {channels} "
                          "channel(s)")
     image = keras.Input((height, width, 1), name="image")
+    x = _scaled_input(image, scaling, channels)
+    is_probabilities, evidence = _judge_output(model, scaling, channels)
+    head = _gap_dense_head(model, x, is_probabilities)
+    outputs = head if head is not None else model(x)
+    if not is_probabilities:
+        outputs = layers.Softmax(name="softmax_added")(outputs)
+    wrapped = keras.Model(image, outputs, name=f"xscreen_wrapped_{model.name}")
+    if head is not None and not _same_outputs(wrapped, model, scaling, channels):
+        return _plain_wrap(model, scaling, channels, is_probabilities, evidence)
+    return wrapped, Wrapping(scaling.name, channels == 3, not is_probabilities, evidence, head is not None)
+
+
+def _plain_wrap(model, scaling, channels: int, is_probabilities: bool, evidence: str):
+    """The wrapper without the heatmap-ready head: the user's model called as one layer."""
+    import keras
+    from keras import layers
+
+    image = keras.Input((int(model.input_shape[1]), int(model.input_shape[2]), 1), name="image")
+    x = _scaled_input(image, scaling, channels)
+    outputs = model(x)
+    if not is_probabilities:
+        outputs = layers.Softmax(name="softmax_added")(outputs)
+    return (keras.Model(image, outputs, name=f"xscreen_wrapped_{model.name}"),
+            Wrapping(scaling.name, channels == 3, not is_probabilities, evidence, False))
+
+
+def _scaled_input(image, scaling, channels: int):
+    from keras import layers
+
     x = layers.Concatenate(name="grey_to_rgb")([image] * 3) if channels == 3 else image
     if scaling.name != "raw":
         x = layers.Rescaling(list(scaling.scale[:channels]), offset=list(scaling.offset[:channels]),
                              name=f"{scaling.name}_scaling")(x)
-    outputs = model(x)
-    is_probabilities, evidence = _judge_output(model, scaling, channels)
-    if not is_probabilities:
-        outputs = layers.Softmax(name="probabilities")(outputs)
-    wrapped = keras.Model(image, outputs, name=f"xscreen_wrapped_{model.name}")
-    return wrapped, Wrapping(scaling.name, channels == 3, not is_probabilities, evidence)
+    return x
+
+
+def _gap_dense_head(model, x, is_probabilities: bool):
+    """For a model ending in global average pooling then one dense layer (dropout between allowed), its
+    output rebuilt with the layers named as ``_model.with_screening_outputs`` finds them (``out_relu``:
+    the last feature map, ``pool``, ``probabilities``: the dense), so the exported file gets the exact
+    class-activation map. None for any other head."""
+    import keras
+    from keras import layers
+
+    tail = [layer for layer in model.layers[1:] if not isinstance(layer, layers.Dropout)]
+    if len(tail) < 2 or not isinstance(tail[-1], layers.Dense) or not isinstance(
+            tail[-2], layers.GlobalAveragePooling2D) or len(tail[-2].input.shape) != 4:
+        return None
+    gap, dense = tail[-2], tail[-1]
+    try:
+        features = keras.Model(model.input, gap.input, name="features")
+    except (ValueError, AttributeError):  # the pooling's input is not a tensor of this model's graph
+        return None
+    feature_map = layers.Identity(name="out_relu")(features(x))
+    pooled = layers.Identity(name="pool")(gap(feature_map))
+    activation = keras.activations.serialize(dense.activation)
+    if not is_probabilities and activation not in ("linear", None):
+        return None  # an activation that is neither softmax nor none: keep the model as it is
+    head = layers.Dense(dense.units, activation=activation, name="probabilities")
+    out = head(pooled)
+    head.set_weights(dense.get_weights())
+    return out
+
+
+def _same_outputs(wrapped, model, scaling, channels: int) -> bool:
+    """The rebuilt head gives the user's model's outputs on the probe images (else it is not used)."""
+    grey = _probe_images(model)
+    mine = np.asarray(wrapped.predict(grey, verbose=0), np.float64)
+    theirs = np.asarray(model.predict(_scale(grey, scaling, channels), verbose=0), np.float64)
+    if mine.shape != theirs.shape:
+        return False
+    if not np.allclose(mine.sum(1), 1, atol=1e-3) or not np.allclose(theirs.sum(1), 1, atol=1e-3):
+        theirs = np.exp(theirs - theirs.max(1, keepdims=True))
+        theirs /= theirs.sum(1, keepdims=True)
+    return bool(np.allclose(mine, theirs, atol=1e-4))
+
+
+def _probe_images(model) -> np.ndarray:
+    """Flat and noisy grey images 0..255, (PROBE_IMAGES, H, W, 1)."""
+    height, width = (int(v) for v in model.input_shape[1:3])
+    rng = np.random.default_rng(0)
+    flat = np.stack([np.full((height, width, 1), level) for level in (0, 128, 255)])
+    return np.concatenate([flat, rng.integers(0, 256, (PROBE_IMAGES - 3, height, width, 1))]).astype(np.float32)
+
+
+def _scale(grey: np.ndarray, scaling, channels: int) -> np.ndarray:
+    pixels = np.repeat(grey, channels, axis=3)
+    return (pixels * np.float32(scaling.scale[:channels]) + np.float32(scaling.offset[:channels])).astype(np.float32)
 
 
 def _judge_output(model, scaling, channels: int) -> tuple[bool, str]:
@@ -74,14 +155,23 @@ def _judge_output(model, scaling, channels: int) -> tuple[bool, str]:
     activation = getattr(last, "activation", None)
     if type(last).__name__ == "Softmax" or getattr(activation, "__name__", None) == "softmax":
         return True, f"probabilities (last layer {last.name!r} is a softmax)"
-    height, width = (int(v) for v in model.input_shape[1:3])
-    rng = np.random.default_rng(0)
-    flat = np.stack([np.full((height, width, 1), level) for level in (0, 128, 255)])
-    grey = np.concatenate([flat, rng.integers(0, 256, (PROBE_IMAGES - 3, height, width, 1))]).astype(np.float32)
-    pixels = np.repeat(grey, channels, axis=3)
-    scaled = pixels * np.float32(scaling.scale[:channels]) + np.float32(scaling.offset[:channels])
-    out = np.asarray(model.predict(scaled.astype(np.float32), verbose=0), dtype=np.float64)
+    out = np.asarray(model.predict(_scale(_probe_images(model), scaling, channels), verbose=0), dtype=np.float64)
     if out.min() >= 0 and out.max() <= 1 and np.allclose(out.sum(axis=1), 1, atol=1e-3):
         return True, f"probabilities (in [0, 1] and summing to 1 on {PROBE_IMAGES} probe images)"
     return False, (f"logits (last layer {last.name!r} has no softmax and its outputs on {PROBE_IMAGES} probe "
                    "images are not probabilities)")
+
+
+def probabilities_by_scaling(model, pixels: np.ndarray, known: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The user's model wrapped with each input scaling it can take, on grey 0..255 ``pixels``
+    (``known``: scalings already run). For ``runtime._assumptions.check_assumptions``."""
+    probabilities = dict(known)
+    for name in INPUT_SCALINGS:
+        if name in probabilities:
+            continue
+        try:
+            wrapped, _ = wrap_foreign_classifier(model, name)
+        except ValueError:  # a per-channel scaling for a grey model
+            continue
+        probabilities[name] = np.asarray(wrapped.predict(pixels.astype(np.float32), batch_size=64, verbose=0))
+    return probabilities

@@ -41,7 +41,8 @@ from ._overlay import (
 from ._results import ResultTable, read_results
 
 MAX_REPORT_THUMBNAILS = 1000  # flagged films inlined in a report (about 8 KB each)
-NO_HEATMAP_OUTPUT = "this model has no heatmap output; re-export it with xscreen >= 0.2"
+NO_HEATMAP_OUTPUT = ("this model has no heatmap output; re-export it with `xscreen export`, which adds one to a "
+                     "classifier ending in global average pooling and one dense layer")
 
 
 class NoHeatmapOutputError(ReportOptionError):

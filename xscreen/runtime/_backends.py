@@ -100,9 +100,18 @@ def available_backends() -> dict[str, list[str]]:
     return found
 
 
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")  # what `xscreen export` converts
+
+
 def model_format(path: Path) -> str:
     """``"tflite"`` or ``"onnx"`` from the file name; ModelContractError for anything else."""
     fmt = MODEL_FORMATS.get(path.suffix.lower())
+    if fmt is None and path.suffix.lower() in KERAS_SUFFIXES:
+        raise ModelContractError(
+            f"{path} is a Keras model; xscreen runs {' and '.join(MODEL_FORMATS)} files: convert it first "
+            f"with `xscreen export {path} --labels ... --input-scaling ...` (needs '.[train]'), then pass "
+            "--model with one of the files it writes"
+        )
     if fmt is None:
         raise ModelContractError(
             f"{path}: unknown model format {path.suffix or '(no extension)'!r}; "

@@ -29,6 +29,7 @@ PROBABILITIES_OUTPUT = "probabilities (checked on probe images)"
 _MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 BUNDLED_MODEL = _MODELS_DIR / "xscreen_int8.tflite"
 BUNDLED_ONNX_MODEL = _MODELS_DIR / "xscreen_int8.onnx"
+BUNDLED_SPLIT = _MODELS_DIR / "xscreen_split.csv"  # the bundled model's patient-grouped split (file names only)
 # Names that stand for the bundled files wherever a model path is asked for (--model bundled-onnx).
 BUNDLED_MODEL_NAMES = ("bundled", "bundled-onnx")
 
@@ -216,7 +217,9 @@ class ScreeningModel:
                 if meta.negative_label is not None and meta.threshold is not None
                 else "no screening flag (give --negative-label and --threshold)")
         return (f"{self.path.name} has no xscreen metadata; assumed labels {', '.join(meta.labels)}, "
-                f"input scaling {scaling.name} ({scaling.description}), output {meta.extra['output']}, {flag}")
+                f"input scaling {scaling.name} ({scaling.description}), output {meta.extra['output']}, {flag}. "
+                "The label order and input scaling are unchecked assumptions (wrong ones give wrong answers "
+                "without an error): `xscreen export` of the Keras model checks them on labelled films")
 
     def info(self) -> dict:
         """Self-description: labels, tensors, quantization, thresholds, metadata, runtime, file size."""
@@ -465,8 +468,9 @@ def _resolve_metadata(path: Path, engine, labels: Sequence[str] | None,
             )
     elif labels is None:
         raise ModelContractError(
-            f"{path} carries no xscreen metadata: name its outputs in order, "
-            "e.g. --labels healthy,pneumonia,covid"
+            f"{path} carries no xscreen metadata: name its outputs in their order, e.g. --labels "
+            "covid,healthy,pneumonia for a model trained with Keras' flow_from_directory or "
+            "image_dataset_from_directory, which number the class folders alphabetically"
         )
     elif input_scaling is None:
         raise ModelContractError(f"{path} carries no xscreen metadata: say what its input expects with "

@@ -74,8 +74,12 @@ def describe_scope(scope: dict | None) -> str:
     """One line for ``xscreen info``: the image check's threshold, its rule and what it was fitted on."""
     if scope is None:
         return "DICOM headers only (the model has no scope output)"
+    rule = scope.get("threshold_rule", "rule not given")
+    if "format_ratio" in scope:  # the rule gave the Keras model's threshold; this format's is scaled from it
+        rule = (f"rule for the Keras model: {rule}; this file's threshold is the Keras model's "
+                f"{float(scope['keras_threshold']):g} x{scope['format_ratio']} for its format's scores")
     return (f"DICOM headers, and the image: out of scope when its score > {float(scope['threshold']):g} "
-            f"({scope.get('threshold_rule', 'rule not given')}); fitted on {scope.get('fitted_on', 'not given')}")
+            f"({rule}); fitted on {scope.get('fitted_on', 'not given')}")
 
 
 def image_reasons(model, pixels: np.ndarray, scores: np.ndarray, screened: np.ndarray) -> list[str | None]:
