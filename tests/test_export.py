@@ -119,3 +119,18 @@ def test_export_refuses_what_it_cannot_do(trained, tmp_path):
     with pytest.raises(ExportError, match="calibration folder"):
         export_model(ExportConfig(model=run / "model.keras", out=tmp_path, formats="tflite-int8",
                                   calibration=tmp_path / "nowhere"))
+
+
+def test_training_with_one_view_and_a_local_backbone(tmp_path):
+    """``--views 1`` (no augmented copies) with a pretrained backbone runs the head phase on the films alone."""
+    import keras
+
+    data = write_synthetic_films(tmp_path / "data", per_class=8, size=32)
+    # A local backbone file, as on a machine without internet: the head phase runs only with one.
+    backbone = tmp_path / "backbone.weights.h5"
+    keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, alpha=0.35,
+                                   weights=None).save_weights(backbone)
+    config = TrainConfig(data=(data,), out=tmp_path / "run", weights=str(backbone), input_size=32, alpha=0.35,
+                         views=1, head_epochs=1, epochs=1, batch_size=16, scope_features=4)
+    result = train(config, log=lambda _: None)
+    assert (tmp_path / "run" / "model.keras").is_file() and result.metadata.labels == LABELS
