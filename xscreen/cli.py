@@ -73,16 +73,21 @@ def main() -> None:
 
 
 def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename: dict[str, str] | None = None,
-               threads: int | None = None, backend: str | None = None, **assumptions) -> ScreeningModel:
-    """Load a model (the bundled one when ``path`` is None), turning every load failure into exit 2.
+               threads: int | None = None, backend: str | None = None, quiet: bool = False,
+               **assumptions) -> ScreeningModel:
+    """Load a model (the bundled one when ``path`` is None), turning every load failure into exit 2
+    and saying in one line (unless ``quiet``) what the runtime had to do differently to open it.
 
     ``assumptions``: input_scaling, negative_label, threshold, as ``load_model`` takes them.
     """
     try:
-        return load_model(path or default_model_path(), labels=labels, rename=rename, threads=threads,
-                          backend=backend, **assumptions)
+        model = load_model(path or default_model_path(), labels=labels, rename=rename, threads=threads,
+                           backend=backend, **assumptions)
     except (ModelContractError, MissingRuntimeError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None
+    if model.notice and not quiet:
+        Console(stderr=True).print(f"[yellow]warning: {escape(model.notice)}[/]", highlight=False, soft_wrap=True)
+    return model
 
 
 @main.command()
@@ -148,7 +153,7 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
         check_target(target)
     except FileNotFoundError as exc:
         raise CommandError(str(exc)) from None
-    model = open_model(model_path, labels=labels, rename=rename, threads=threads, backend=backend,
+    model = open_model(model_path, labels=labels, rename=rename, threads=threads, backend=backend, quiet=quiet,
                        input_scaling=input_scaling, negative_label=negative_label, threshold=threshold)
     err = Console(stderr=True)
     reporter = None if quiet else ProgressReporter(err)
