@@ -62,3 +62,18 @@ def test_run_screens_with_an_out_of_range_file(tmp_path):
     # TFLite's own int8 kernels compute the file as it is: the brightness rule holds
     assert {name: row["prediction"] for name, row in rows.items()} == {
         "grey40.png": "healthy", "grey128.png": "pneumonia", "grey220.png": "covid"}
+
+
+def test_load_check_opens_each_file_in_a_child_process(tmp_path, monkeypatch):
+    from xscreen.export import _load_check
+
+    assert _load_check.load_check(REFUSED) is None  # opens (without XNNPACK) and screens a film
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(REFUSED.read_bytes()[:300])
+    failure = _load_check.load_check(truncated)
+    assert failure.startswith("the runtime cannot open it: ModelContractError: ") and "\n" not in failure
+    # A runtime that aborts in native code: one line naming the signal, and this process lives on.
+    monkeypatch.setattr(_load_check, "_CHILD", "import os, sys; print('double free or corruption', "
+                                               "file=sys.stderr); sys.stderr.flush(); os.abort()")
+    assert _load_check.load_check(REFUSED) == ("the runtime crashed opening it (SIGABRT: double free or "
+                                               "corruption)")

@@ -33,6 +33,7 @@ class Requantization:
     op: str  # e.g. "FULLY_CONNECTED"
     output: str  # the name of the op's output tensor, which says where in the graph it is
     scale: float
+    position: int  # among the model's weighted ops, in graph order (see weighted_op_outputs)
 
     def describe(self) -> str:
         return f"{self.op} op {self.output!r} has requantization scale {self.scale:.4g}"
@@ -40,6 +41,26 @@ class Requantization:
 
 def requantization_scales(model: bytes) -> list[Requantization]:
     """Every quantized CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED op of the model, in graph order."""
+    found = []
+    for position, (op, tensors) in enumerate(_weighted_ops(model)):
+        input_scale, weight_scales, output_scale = (scales for _, scales in tensors)
+        if input_scale and weight_scales and output_scale and output_scale[0] > 0:
+            scale = input_scale[0] * max(weight_scales) / output_scale[0]
+            found.append(Requantization(op, tensors[2][0], scale, position))
+    return found
+
+
+def weighted_op_outputs(model: bytes) -> list[str]:
+    """The output tensor names of the weighted ops, in graph order, quantized or not.
+
+    Quantizing keeps these ops and their order, so a position in the int8 file names the op in the
+    float (calibrated) model it came from: the name a converter's deny-list takes.
+    """
+    return [tensors[2][0] for _, tensors in _weighted_ops(model)]
+
+
+def _weighted_ops(model: bytes) -> list[tuple[str, list[tuple[str, list[float]]]]]:
+    """(op, [(name, scales) of its input, weights and output]) for every weighted op, in graph order."""
     if len(model) < 8 or model[4:8] != b"TFL3":
         raise TFLiteFormatError("not a TFLite model (no TFL3 identifier)")
     try:
@@ -58,13 +79,11 @@ def requantization_scales(model: bytes) -> list[Requantization]:
                 if code not in _WEIGHTED_OPS:
                     continue
                 inputs, outputs = _ints(model, operator, 1), _ints(model, operator, 2)
-                if len(inputs) < 2 or not outputs or max(inputs[0], inputs[1], outputs[0]) >= n_tensors:
-                    continue
-                tensor = [_deref(model, tensors_start + 4 * i) for i in (inputs[0], inputs[1], outputs[0])]
-                input_scale, weight_scales, output_scale = (_scales(model, t) for t in tensor)
-                if input_scale and weight_scales and output_scale and output_scale[0] > 0:
-                    scale = input_scale[0] * max(weight_scales) / output_scale[0]
-                    found.append(Requantization(_WEIGHTED_OPS[code], _name(model, tensor[2]), scale))
+                if len(inputs) < 2 or not outputs or not 0 <= min(inputs[0], inputs[1], outputs[0]) or max(
+                        inputs[0], inputs[1], outputs[0]) >= n_tensors:
+                    raise TFLiteFormatError(f"a {_WEIGHTED_OPS[code]} op refers to tensors that do not exist")
+                tensors = [_deref(model, tensors_start + 4 * i) for i in (inputs[0], inputs[1], outputs[0])]
+                found.append((_WEIGHTED_OPS[code], [(_name(model, t), _scales(model, t)) for t in tensors]))
         return found
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise TFLiteFormatError(f"damaged TFLite flatbuffer: {exc}") from exc
