@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import re
 from pathlib import Path
 
@@ -203,3 +204,27 @@ def test_report_in_an_install_without_the_bundled_model_is_table_only(scans, tmp
     result = xscreen("report", out)
     assert result.exit_code == 0, result.output
     assert "No model given" in result.stdout and out.with_suffix(".html").is_file()
+
+
+@pytest.mark.parametrize("option", ["--report", "--heatmaps"])
+def test_unwritable_report_and_heatmap_destinations_fail_before_screening(scans, tmp_path, option):
+    (tmp_path / "a-file").write_text("in the way")
+    target = tmp_path / "a-file" / ("report.html" if option == "--report" else "heatmaps")
+    out = tmp_path / "results.csv"
+    result = xscreen("run", scans, "--model", SCOPED_INT8_TFLITE, "--out", out, option, target)
+    one_line_error(result, option, "is a file, not a folder")
+    assert not out.exists()  # refused before the first film, not after the last
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_report_folder_fails_before_screening(scans, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    out = tmp_path / "results.csv"
+    try:
+        result = xscreen("run", scans, "--model", SCOPED_INT8_TFLITE, "--out", out, "--report", locked / "r.html")
+    finally:
+        locked.chmod(0o755)
+    one_line_error(result, "--report", "cannot write in")
+    assert not out.exists()

@@ -10,6 +10,7 @@ only shown when the film gets the prediction the file recorded.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -160,10 +161,32 @@ def check_run_outputs(target: Path, out: Path, model: ScreeningModel, *, heatmap
         if root.is_dir() and (heatmap_dir.resolve() == root or root in heatmap_dir.resolve().parents):
             raise ReportOptionError(f"--heatmaps {heatmap_dir} is inside {target}: the next run would screen "
                                     "the heatmaps too; choose a folder outside it")
+        check_writable_folder(heatmap_dir, "--heatmaps")
     if report is not None:
         if report.resolve() == out.resolve():
             raise ReportOptionError(f"--report {report} is the result file: name another file")
         check_report_target(report, overwrite=False)
+        check_writable_folder(report.parent, "--report")
+        if report.exists():
+            try:
+                with open(report, "ab"):  # appends nothing: only asks whether it may be replaced
+                    pass
+            except OSError as exc:
+                raise ReportOptionError(f"--report {report}: cannot write it ({exc.strerror or exc})") from None
+
+
+def check_writable_folder(folder: Path, option: str) -> None:
+    """Refuse a destination folder that cannot be created or written in, before a film is screened,
+    not after all of them: a file in the way, a read-only disk, no permission."""
+    folder = folder.absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ReportOptionError(f"{option} {folder}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ReportOptionError(f"{option} {folder}: cannot write in {existing} ({exc.strerror or exc})") from None
 
 
 def screen_and_report(target: Path, model: ScreeningModel, out: Path, *, heatmap_dir: Path | None = None,
