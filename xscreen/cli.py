@@ -7,6 +7,7 @@ New commands are ``@main.command()`` functions appended at the end of this file.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import time
@@ -177,7 +178,12 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
     except user_errors as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:  # the target or the output cannot be read or written
-        raise CommandError(f"{exc.filename or out}: {exc.strerror or exc}") from None
+        kept = ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # rows are flushed batch by batch: what was written stays
+            where = "" if exc.filename and Path(exc.filename) == out else f" in {out}"
+            kept = (f"; the rows written so far are kept{where}: free some space and run the same command "
+                    "with --resume to continue")
+        raise CommandError(f"{exc.filename or out}: {exc.strerror or exc}{kept}") from None
     except KeyboardInterrupt:
         err.print(f"\ninterrupted: the rows written so far are in {escape(str(out))}; "
                   "finish with the same command and --resume")
