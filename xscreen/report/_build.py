@@ -32,6 +32,7 @@ from ..runtime._run_record import read_record
 from ._html import ReportContent, ReportOptionError, check_report_target, write_report
 from ._overlay import (
     HEATMAP_MAX_SIDE,
+    THUMBNAIL_MAX_ASPECT,
     THUMBNAIL_MAX_SIDE,
     HeatmapNames,
     caption_for,
@@ -142,7 +143,8 @@ def _draw_film(result: ScreeningResult, png: Path | None, thumbnail: bool) -> tu
     caption = caption_for(result.prediction, result.probabilities[result.prediction], result.flag)
     if png is not None:
         save_heatmap_png(render_overlay(film, result.heatmap, caption, HEATMAP_MAX_SIDE), png, result.path)
-    jpeg = encode_thumbnail(render_overlay(film, result.heatmap, caption, THUMBNAIL_MAX_SIDE)) if thumbnail else None
+    jpeg = encode_thumbnail(render_overlay(film, result.heatmap, caption, THUMBNAIL_MAX_SIDE,
+                                           THUMBNAIL_MAX_ASPECT)) if thumbnail else None
     return result.path, png, jpeg
 
 
