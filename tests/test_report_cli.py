@@ -172,6 +172,19 @@ def test_demo_writes_the_report_and_prints_its_path(tmp_path, monkeypatch):
     report = Path(re.search(r"^report: (.+)$", result.stdout, re.M)[1])
     assert report.suffix == ".html" and report.is_file()
     assert "SYNTHETIC-broken.png" in report.read_text()
+    # the report says its films are synthetic, where a reader of the report (not of the terminal) sees it
+    notes = re.findall(r'<p class="note">(.*?)</p>', report.read_text(), re.S)
+    assert notes and "SYNTHETIC test films" in notes[0] and "not X-rays of anyone" in notes[0]
+
+
+def test_the_report_names_the_model_files_own_sha256(scans, tmp_path):
+    import hashlib
+
+    report = tmp_path / "report.html"
+    assert xscreen("run", scans, "--model", SCOPED_INT8_TFLITE, "--out", tmp_path / "r.csv",
+                   "--report", report).exit_code == 0
+    page = report.read_text()
+    assert f'<th scope="row">file sha256</th><td>{hashlib.sha256(SCOPED_INT8_TFLITE.read_bytes()).hexdigest()}' in page
 
 
 @needs_browser

@@ -124,11 +124,12 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename
 @click.option("--address", metavar="ADDR",
               help="Ray cluster to join [default: RAY_ADDRESS, else a local Ray for this run].")
 @assumption_options
+@click.option("--report-note", "report_notes", multiple=True, hidden=True)  # what xscreen demo tells the report
 def run(target: Path, model_path: Path | None, labels, rename, out: Path, threads, workers, batch_size,
         resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, no_scope_check: bool, quiet: bool,
         heatmap_dir: Path | None, heatmaps_all: bool, report: Path | None, backend,
         engine: str, address: str | None,
-        input_scaling=None, negative_label=None, threshold=None) -> None:
+        input_scaling=None, negative_label=None, threshold=None, report_notes: tuple[str, ...] = ()) -> None:
     """Screen every image in TARGET: a folder (searched recursively), one file, or a list of paths
     (.txt, one per line; .csv with a path column; - for standard input).
 
@@ -171,7 +172,8 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
             )
         else:
             summary = screen_and_report(
-                target, model, out, heatmap_dir=heatmap_dir, every_film=heatmaps_all, report=report, resume=resume,
+                target, model, out, heatmap_dir=heatmap_dir, every_film=heatmaps_all, report=report,
+                report_notes=report_notes, resume=resume,
                 overwrite=overwrite, workers=workers, batch_size=batch_size, follow_symlinks=follow_symlinks,
                 progress=reporter, scope_check=not no_scope_check,
             )
@@ -522,7 +524,9 @@ def demo(ctx: click.Context, folder: Path | None, model_path: Path | None, out: 
     from .runtime._demo import DEMO_NOTE, fresh_result_path, write_demo_folder
 
     err = Console(stderr=True)
+    notes: tuple[str, ...] = ()
     if folder is None:
+        notes = (DEMO_NOTE.strip(),)  # the report says it too: it is what gets shown around
         try:
             folder, films = write_demo_folder()
         except OSError as exc:
@@ -533,7 +537,7 @@ def demo(ctx: click.Context, folder: Path | None, model_path: Path | None, out: 
     elif not folder.is_dir():
         raise CommandError(f"{folder} is not a folder")
     out = out or fresh_result_path(folder)
-    ctx.invoke(run, target=folder, model_path=model_path, out=out, report=out.with_suffix(".html"))
+    ctx.invoke(run, target=folder, model_path=model_path, out=out, report=out.with_suffix(".html"), report_notes=notes)
 
 
 @main.command("report")

@@ -40,7 +40,7 @@ from ._overlay import (
     render_overlay,
     save_heatmap_png,
 )
-from ._results import ResultTable, read_results
+from ._results import ResultRow, ResultTable, read_results
 
 MAX_REPORT_THUMBNAILS = 1000  # flagged films inlined in a report (about 8 KB each)
 NO_HEATMAP_OUTPUT = "this model has no heatmap output; re-export it with xscreen >= 0.2"
@@ -192,8 +192,10 @@ def check_writable_folder(folder: Path, option: str) -> None:
 
 
 def screen_and_report(target: Path, model: ScreeningModel, out: Path, *, heatmap_dir: Path | None = None,
-                      every_film: bool = False, report: Path | None = None, **run_options) -> RunSummary:
-    """:func:`run_screening`, plus heatmap PNGs drawn while screening and a report written after.
+                      every_film: bool = False, report: Path | None = None, report_notes: Iterable[str] = (),
+                      **run_options) -> RunSummary:
+    """:func:`run_screening`, plus heatmap PNGs drawn while screening and a report written after
+    (``report_notes`` first among its notes).
 
     First :func:`check_run_outputs` (ReportOptionError before anything is screened; PNGs need a
     model with the cam output); a report from a model without it has no thumbnails and says why.
@@ -208,14 +210,16 @@ def screen_and_report(target: Path, model: ScreeningModel, out: Path, *, heatmap
         summary = run_screening(target, model, out, heatmaps=drawing, on_batch=renderer if drawing else None,
                                 **run_options)
     if report is not None:
-        notes = _heatmap_notes(model, renderer)
+        notes = [*report_notes, *_heatmap_notes(model, renderer)]
         if summary.skipped_resumed and drawing:
             notes.append(f"{summary.skipped_resumed:,} films were screened by an earlier run (--resume): "
                          "no heatmaps for them here; xscreen report can draw them.")
         run_facts = [("speed", f"{summary.images_per_s:,.1f} images/s ({summary.elapsed_s:.1f} s) with "
                                f"{model.path.name} on {model.backend}")]
         write_report_for(read_results(out), report, model=model, renderer=renderer, notes=notes,
-                         run_facts=run_facts, heatmap_dir=heatmap_dir)
+                         run_facts=run_facts, heatmap_dir=heatmap_dir,
+                         thumbnail_choice=f"the first {MAX_REPORT_THUMBNAILS:,} in file order; xscreen report "
+                                          f"{out.name} shows the {MAX_REPORT_THUMBNAILS:,} closest to the threshold")
     return summary
 
 
@@ -247,7 +251,8 @@ def report_from_results(results: Path, report: Path, model: ScreeningModel | str
                      f"({', '.join(table.labels)}): it did not write these results, so no heatmaps are shown.")
         model = None
     elif model.has_heatmaps:
-        flagged = [r for r in table.rows if r.flag is True and r.status == "ok"][:MAX_REPORT_THUMBNAILS]
+        flagged = most_uncertain_first([r for r in table.rows if r.flag is True and r.status == "ok"])
+        flagged = flagged[:MAX_REPORT_THUMBNAILS]
         paths = [_readable_path(r.path, results) for r in flagged]
         expected = {str(path): r.prediction for path, r in zip(paths, flagged)}
         with FilmRenderer(thumbnails=True, expected=expected) as renderer:
@@ -258,6 +263,17 @@ def report_from_results(results: Path, report: Path, model: ScreeningModel | str
                                if str(p) in renderer.thumbnails}
     return write_report_for(table, report, model=model, renderer=renderer,
                             notes=notes + _heatmap_notes(model, renderer) if model else notes)
+
+
+def most_uncertain_first(rows: list[ResultRow]) -> list[ResultRow]:
+    """Rows by distance to the review threshold (|margin|), closest first; rows without a margin last, in file order."""
+    def distance(row: ResultRow) -> float:
+        try:
+            return abs(float(row.extra["margin"]))
+        except (KeyError, TypeError, ValueError):
+            return float("inf")
+
+    return sorted(rows, key=distance)
 
 
 def _known_model(results: Path, load_options: dict) -> tuple[ScreeningModel | None, str | None]:
@@ -278,10 +294,13 @@ def _known_model(results: Path, load_options: dict) -> tuple[ScreeningModel | No
 
 def write_report_for(table: ResultTable, report: Path, *, model: ScreeningModel | None,
                      renderer: FilmRenderer | None, notes: list[str], run_facts: list | None = None,
-                     heatmap_dir: Path | None = None) -> tuple[Path, ReportContent]:
+                     heatmap_dir: Path | None = None,
+                     thumbnail_choice: str | None = None) -> tuple[Path, ReportContent]:
     """Assemble the report's content from the table, the renderer's images and the model; write it."""
     index = {row.path: i for i, row in enumerate(table.rows)}
     content = ReportContent(notes=notes, run_facts=run_facts or [])
+    if thumbnail_choice:
+        content.thumbnail_choice = thumbnail_choice
     if renderer is not None:
         content.thumbnails = {index[p]: jpeg for p, jpeg in renderer.thumbnails.items() if p in index}
         if heatmap_dir is not None:
@@ -324,6 +343,7 @@ def model_facts(model: ScreeningModel) -> list[tuple[str, str]]:
     facts = [
         ("file", f"{model.path.name} ({model.path.stat().st_size / 1e6:.2f} MB, {model.format}, "
                  f"run on {model.backend})"),
+        ("file sha256", model.sha256),
         ("labels", ", ".join(model.labels)),
         ("screening flag", flag),
         ("input", f"{meta.input_size[0]}x{meta.input_size[1]} grey, {meta.input_dtype}"),
@@ -332,5 +352,5 @@ def model_facts(model: ScreeningModel) -> list[tuple[str, str]]:
     ]
     optional = [("model version", meta.model_version), ("exported", meta.exported_at),
                 ("exported by", meta.xscreen_version and f"xscreen {meta.xscreen_version}"),
-                ("source sha256", meta.source_sha256)]
+                ("sha256 of the Keras model it was exported from", meta.source_sha256)]
     return facts + [(k, str(v)) for k, v in optional if v]
