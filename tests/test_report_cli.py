@@ -229,6 +229,13 @@ def test_unwritable_report_and_heatmap_destinations_fail_before_screening(scans,
     assert not out.exists()  # refused before the first film, not after the last
 
 
+def test_xscreen_report_refuses_an_unwritable_destination_in_one_line(scans, tmp_path):
+    out = tmp_path / "results.csv"
+    assert xscreen("run", scans, "--model", SCOPED_INT8_TFLITE, "--out", out).exit_code == 0
+    (tmp_path / "a-file").write_text("in the way")
+    one_line_error(xscreen("report", out, "--out", tmp_path / "a-file" / "r.html"), "--out", "is a file, not a folder")
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
 def test_a_read_only_report_folder_fails_before_screening(scans, tmp_path):
     locked = tmp_path / "locked"

@@ -235,6 +235,7 @@ def report_from_results(results: Path, report: Path, model: ScreeningModel | str
     and the errors of :func:`load_model`.
     """
     check_report_target(report, overwrite)
+    check_writable_folder(report.parent, "--out")  # before the flagged films are screened again
     table = read_results(results)
     notes = []
     if model is None:
