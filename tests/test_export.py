@@ -120,3 +120,58 @@ def test_export_refuses_what_it_cannot_do(trained, tmp_path):
     with pytest.raises(ExportError, match="calibration folder"):
         export_model(ExportConfig(model=run / "model.keras", out=tmp_path, formats="tflite-int8",
                                   calibration=tmp_path / "nowhere"))
+
+
+def test_training_with_one_view_and_a_local_backbone(tmp_path):
+    """``--views 1`` (no augmented copies) with a pretrained backbone runs the head phase on the films alone."""
+    import keras
+
+    data = write_synthetic_films(tmp_path / "data", per_class=8, size=32)
+    # A local backbone file, as on a machine without internet: the head phase runs only with one.
+    backbone = tmp_path / "backbone.weights.h5"
+    keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, alpha=0.35,
+                                   weights=None).save_weights(backbone)
+    config = TrainConfig(data=(data,), out=tmp_path / "run", weights=str(backbone), input_size=32, alpha=0.35,
+                         views=1, head_epochs=1, epochs=1, batch_size=16, scope_features=4)
+    result = train(config, log=lambda _: None)
+    assert (tmp_path / "run" / "model.keras").is_file() and result.metadata.labels == LABELS
+
+
+def test_int8_export_keeps_an_op_xnnpack_refuses_in_float32(tmp_path):
+    """The int8 recipe on a head whose int8 requantization scale is ~514: that op stays float32, the
+    rest int8, and the file opens with XNNPACK (before: XNNPACK refused it; on a full MobileNetV2,
+    ai-edge-litert aborted the process)."""
+    from fixtures.make_models import SIZE, nearly_flat_images, saved_model, scoped_metadata, xnnpack_refused_classifier
+
+    from xscreen.export._formats import ExportInputs, convert_tflite_int8
+    from xscreen.export._load_check import load_check
+    from xscreen.export._metadata import embed_tflite_metadata
+    from xscreen.runtime._tflite_ops import outside_xnnpack_range, requantization_scales
+
+    keras_model = xnnpack_refused_classifier()
+    saved = saved_model(keras_model, tmp_path / "saved", batch=None)
+    calibration = np.concatenate([image for image, in nearly_flat_images(*SIZE)]).astype(np.uint8)
+    notes = []
+    data = convert_tflite_int8(ExportInputs(keras_model, saved, calibration, SIZE, notes.append))
+    assert outside_xnnpack_range(data) == [] and len(requantization_scales(data)) == 1  # the classifier's
+    assert len(notes) == 1 and notes[0].startswith("kept FULLY_CONNECTED op ") and "below 256" in notes[0]
+    path = tmp_path / "refused_fixed_int8.tflite"
+    path.write_bytes(embed_tflite_metadata(data, scoped_metadata("tflite-int8", input_dtype="uint8", cam=False)))
+    assert load_check(path) is None  # in a child first: an abort here must fail the test, not end pytest
+    model = load_model(path)
+    assert "without XNNPACK" not in model.backend and model.notice is None
+    pixels = np.stack([np.full((*SIZE, 1), level, np.uint8) for level in (40, 128, 220)])
+    assert [model.labels[i] for i in model.predict(pixels).argmax(1)] == ["healthy", "pneumonia", "covid"]
+
+
+def test_export_does_not_ship_a_file_the_runtime_cannot_open(trained, tmp_path, monkeypatch):
+    from xscreen.export import _export
+
+    data, run, _ = trained
+    monkeypatch.setattr(_export, "load_check", lambda path: "the runtime crashed opening it (SIGABRT)")
+    report = export_model(ExportConfig(model=run / "model.keras", out=tmp_path, formats="tflite-fp32",
+                                       calibration=data, calibration_size=30), log=lambda _: None)
+    (row,) = report["formats"]
+    assert row["status"] == "error" and row["note"] == "not written: the runtime crashed opening it (SIGABRT)"
+    assert not (tmp_path / row["file"]).exists()
+    assert "not written: the runtime crashed" in (tmp_path / "export_report.md").read_text()

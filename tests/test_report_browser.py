@@ -111,3 +111,26 @@ def test_the_screenshot_shows_the_page_and_the_heatmaps(report, tmp_path):
     assert heatmap_coloured(pixels) > 200
     plain = write_report(ResultTable(LABELS, rows, Path("results.csv")), ReportContent(), tmp_path / "plain.html")
     assert heatmap_coloured(screenshot(plain, tmp_path / "profile2")) == 0
+
+
+def test_out_of_scope_rows_and_the_gallery_order_in_the_browser(tmp_path):
+    import re
+
+    margins = [0.30, 0.01, None, 0.05]
+    rows = [ResultRow(f"ward/film{i}.png", "ok", "covid", [0.0, 0.1, 0.9], True, None,
+                      extra={"margin": "" if m is None else str(m)}) for i, m in enumerate(margins)]
+    rows += [ResultRow("ward/photo.png", "out_of_scope", None, None, None, "out of scope: a colour photo"),
+             ResultRow("ward/broken.png", "error", None, None, None, "corrupt image: truncated")]
+    page = write_report(ResultTable(LABELS, rows, Path("results.csv")),
+                        ReportContent(thumbnails=dict.fromkeys(range(4), thumbnail())), tmp_path / "report.html")
+    dom = dump_dom(page, tmp_path / "profile")
+    # the gallery: smallest |margin| first, a film without a margin last
+    assert re.findall(r"<figcaption>ward/(film\d)\.png:", dom) == ["film1", "film3", "film0", "film2"]
+    table = {cells[PATH]: (row_class, cells) for row_class, cells in parse_dom(dom).rows}
+    headings = re.findall(r'<th data-key="(\w+)"', dom)
+    reason, error = headings.index("scope_reason"), headings.index("error")
+    photo_class, photo = table["ward/photo.png"]
+    broken_class, broken = table["ward/broken.png"]
+    assert photo_class == "out-of-scope" and broken_class == "error"
+    assert photo[reason] == "out of scope: a colour photo" and photo[error] == ""
+    assert broken[error] == "corrupt image: truncated" and broken[reason] == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import re
 from pathlib import Path
 
@@ -171,6 +172,19 @@ def test_demo_writes_the_report_and_prints_its_path(tmp_path, monkeypatch):
     report = Path(re.search(r"^report: (.+)$", result.stdout, re.M)[1])
     assert report.suffix == ".html" and report.is_file()
     assert "SYNTHETIC-broken.png" in report.read_text()
+    # the report says its films are synthetic, where a reader of the report (not of the terminal) sees it
+    notes = re.findall(r'<p class="note">(.*?)</p>', report.read_text(), re.S)
+    assert notes and "SYNTHETIC test films" in notes[0] and "not X-rays of anyone" in notes[0]
+
+
+def test_the_report_names_the_model_files_own_sha256(scans, tmp_path):
+    import hashlib
+
+    report = tmp_path / "report.html"
+    assert xscreen("run", scans, "--model", SCOPED_INT8_TFLITE, "--out", tmp_path / "r.csv",
+                   "--report", report).exit_code == 0
+    page = report.read_text()
+    assert f'<th scope="row">file sha256</th><td>{hashlib.sha256(SCOPED_INT8_TFLITE.read_bytes()).hexdigest()}' in page
 
 
 @needs_browser
@@ -203,3 +217,34 @@ def test_report_in_an_install_without_the_bundled_model_is_table_only(scans, tmp
     result = xscreen("report", out)
     assert result.exit_code == 0, result.output
     assert "No model given" in result.stdout and out.with_suffix(".html").is_file()
+
+
+@pytest.mark.parametrize("option", ["--report", "--heatmaps"])
+def test_unwritable_report_and_heatmap_destinations_fail_before_screening(scans, tmp_path, option):
+    (tmp_path / "a-file").write_text("in the way")
+    target = tmp_path / "a-file" / ("report.html" if option == "--report" else "heatmaps")
+    out = tmp_path / "results.csv"
+    result = xscreen("run", scans, "--model", SCOPED_INT8_TFLITE, "--out", out, option, target)
+    one_line_error(result, option, "is a file, not a folder")
+    assert not out.exists()  # refused before the first film, not after the last
+
+
+def test_xscreen_report_refuses_an_unwritable_destination_in_one_line(scans, tmp_path):
+    out = tmp_path / "results.csv"
+    assert xscreen("run", scans, "--model", SCOPED_INT8_TFLITE, "--out", out).exit_code == 0
+    (tmp_path / "a-file").write_text("in the way")
+    one_line_error(xscreen("report", out, "--out", tmp_path / "a-file" / "r.html"), "--out", "is a file, not a folder")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_report_folder_fails_before_screening(scans, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    out = tmp_path / "results.csv"
+    try:
+        result = xscreen("run", scans, "--model", SCOPED_INT8_TFLITE, "--out", out, "--report", locked / "r.html")
+    finally:
+        locked.chmod(0o755)
+    one_line_error(result, "--report", "cannot write in")
+    assert not out.exists()

@@ -115,3 +115,36 @@ def test_a_report_never_replaces_a_file_xscreen_did_not_write(tmp_path):
     check_report_target(theirs, overwrite=True)
     with pytest.raises(ReportOptionError, match=r"\.html"):
         check_report_target(tmp_path / "report.csv", overwrite=False)
+
+
+def report_data(page: str) -> dict:
+    return json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)[1])
+
+
+def test_the_gallery_shows_the_most_uncertain_flagged_films_first_and_says_so():
+    from xscreen.report._build import most_uncertain_first
+
+    margins = ["0.300000", "0.010000", "", "0.050000"]
+    rows = [ResultRow(f"f{i}.png", "ok", "covid", [0.0, 0.1, 0.9], True, None, extra={"margin": m})
+            for i, m in enumerate(margins)]
+    # xscreen report gives its thumbnails to the flagged films closest to the threshold
+    assert [r.path for r in most_uncertain_first(rows)] == ["f1.png", "f3.png", "f0.png", "f2.png"]
+    page = render_report(table_of(rows), ReportContent(thumbnails={1: a_thumbnail(), 3: a_thumbnail()}))
+    assert [row[9] for row in report_data(page)["rows"]] == [0.3, 0.01, None, 0.05]  # what the gallery sorts by
+    assert ("2 of 4 flagged films shown with their heatmap (those closest to the review threshold), "
+            "the most uncertain first") in page
+    script = (Path(render_report.__code__.co_filename).parent / "templates" / "report.js").read_text()
+    assert "Math.abs(r[P.margin])" in script
+
+
+def test_out_of_scope_rows_have_their_own_class_colour_and_heading():
+    rows = [ResultRow("photo.png", "out_of_scope", None, None, None, "a colour photo, not a radiograph"),
+            ResultRow("broken.png", "error", None, None, None, "corrupt image")]
+    page = render_report(table_of(rows), ReportContent())
+    css_rules = dict(re.findall(r"#results tr\.([\w-]+) td \{([^}]*)\}", page))
+    assert "out-of-scope" in css_rules and css_rules["out-of-scope"] != css_rules["error"]
+    assert '{error: "error", out_of_scope: "out-of-scope"}' in page
+    assert 'title: "out of scope because"' in page
+    # names break after a separator, not inside a word
+    assert "overflow-wrap: anywhere" not in re.search(r"#results td\.path \{[^}]*\}", page)[0]
+    assert 'createElement("wbr")' in page

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+import pytest
 from PIL import Image
 
 from xscreen.report import COLOUR_MAP, HeatmapNames, render_overlay, upsample_bilinear
@@ -63,3 +66,23 @@ def test_a_users_file_is_never_overwritten_but_an_earlier_heatmap_of_the_same_fi
     # A later run replaces its own heatmap of this film, and still not the user's file.
     assert HeatmapNames(out, tmp_path).path_for(source) == path
     assert (out / "film.png.heatmap.png").read_bytes() == b"the user's own file"
+
+
+@pytest.mark.parametrize("shape", [(2000, 3), (3, 2000)])
+def test_a_thin_film_makes_a_thumbnail_of_bounded_aspect(tmp_path, shape):
+    """A 3 x 2000 film made a 1 x 256 thumbnail: 51,000 px tall at the gallery's 200 px width."""
+    from xscreen.report._build import _draw_film
+    from xscreen.runtime import ScreeningResult
+
+    path = tmp_path / "thin.png"
+    Image.fromarray(np.full(shape, 90, np.uint8)).save(path)
+    cam = np.zeros((7, 7), np.float32)
+    cam[3, 3] = 1.0
+    result = ScreeningResult(str(path), "ok", "covid", {"healthy": 0.01, "pneumonia": 0.02, "covid": 0.97}, True,
+                             heatmap=cam)
+    _, _, jpeg = _draw_film(result, None, thumbnail=True)
+    with Image.open(io.BytesIO(jpeg)) as thumbnail:
+        assert max(thumbnail.size) == 256 and min(thumbnail.size) == round(256 / 3)
+    # the heatmap PNG keeps the film's own shape
+    png = render_overlay(np.full(shape, 90, np.uint8), cam, "covid 0.97", 1024)
+    assert max(png.size) == 1024 and min(png.size) < 3

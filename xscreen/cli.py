@@ -7,6 +7,7 @@ New commands are ``@main.command()`` functions appended at the end of this file.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import time
@@ -74,16 +75,21 @@ def main() -> None:
 
 
 def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename: dict[str, str] | None = None,
-               threads: int | None = None, backend: str | None = None, **assumptions) -> ScreeningModel:
-    """Load a model (the bundled one when ``path`` is None), turning every load failure into exit 2.
+               threads: int | None = None, backend: str | None = None, quiet: bool = False,
+               **assumptions) -> ScreeningModel:
+    """Load a model (the bundled one when ``path`` is None), turning every load failure into exit 2
+    and saying in one line (unless ``quiet``) what the runtime had to do differently to open it.
 
     ``assumptions``: input_scaling, negative_label, threshold, as ``load_model`` takes them.
     """
     try:
-        return load_model(path or default_model_path(), labels=labels, rename=rename, threads=threads,
-                          backend=backend, **assumptions)
+        model = load_model(path or default_model_path(), labels=labels, rename=rename, threads=threads,
+                           backend=backend, **assumptions)
     except (ModelContractError, MissingRuntimeError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None
+    if model.notice and not quiet:
+        Console(stderr=True).print(f"[yellow]warning: {escape(model.notice)}[/]", highlight=False, soft_wrap=True)
+    return model
 
 
 @main.command()
@@ -122,11 +128,12 @@ def open_model(path: Path | None, *, labels: Sequence[str] | None = None, rename
               show_default=True, metavar="S",
               help="Give up joining a Ray cluster (--address, RAY_ADDRESS) after S seconds.")
 @assumption_options
+@click.option("--report-note", "report_notes", multiple=True, hidden=True)  # what xscreen demo tells the report
 def run(target: Path, model_path: Path | None, labels, rename, out: Path, threads, workers, batch_size,
         resume: bool, overwrite: bool, follow_symlinks: bool, strict: bool, no_scope_check: bool, quiet: bool,
         heatmap_dir: Path | None, heatmaps_all: bool, report: Path | None, backend,
         engine: str, address: str | None, connect_timeout: float,
-        input_scaling=None, negative_label=None, threshold=None) -> None:
+        input_scaling=None, negative_label=None, threshold=None, report_notes: tuple[str, ...] = ()) -> None:
     """Screen every image in TARGET: a folder (searched recursively), one file, or a list of paths
     (.txt, one per line; .csv with a path column; - for standard input).
 
@@ -152,7 +159,7 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
         check_target(target)
     except FileNotFoundError as exc:
         raise CommandError(str(exc)) from None
-    model = open_model(model_path, labels=labels, rename=rename, threads=threads, backend=backend,
+    model = open_model(model_path, labels=labels, rename=rename, threads=threads, backend=backend, quiet=quiet,
                        input_scaling=input_scaling, negative_label=negative_label, threshold=threshold)
     err = Console(stderr=True)
     reporter = None if quiet else ProgressReporter(err)
@@ -170,14 +177,20 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
             )
         else:
             summary = screen_and_report(
-                target, model, out, heatmap_dir=heatmap_dir, every_film=heatmaps_all, report=report, resume=resume,
+                target, model, out, heatmap_dir=heatmap_dir, every_film=heatmaps_all, report=report,
+                report_notes=report_notes, resume=resume,
                 overwrite=overwrite, workers=workers, batch_size=batch_size, follow_symlinks=follow_symlinks,
                 progress=reporter, scope_check=not no_scope_check,
             )
     except user_errors as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:  # the target or the output cannot be read or written
-        raise CommandError(f"{exc.filename or out}: {exc.strerror or exc}") from None
+        kept = ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # rows are flushed batch by batch: what was written stays
+            where = "" if exc.filename and Path(exc.filename) == out else f" in {out}"
+            kept = (f"; the rows written so far are kept{where}: free some space and run the same command "
+                    "with --resume to continue")
+        raise CommandError(f"{exc.filename or out}: {exc.strerror or exc}{kept}") from None
     except KeyboardInterrupt:
         err.print(f"\ninterrupted: the rows written so far are in {escape(str(out))}; "
                   "finish with the same command and --resume")
@@ -527,7 +540,9 @@ def demo(ctx: click.Context, folder: Path | None, model_path: Path | None, out: 
     from .runtime._demo import DEMO_NOTE, fresh_result_path, write_demo_folder
 
     err = Console(stderr=True)
+    notes: tuple[str, ...] = ()
     if folder is None:
+        notes = (DEMO_NOTE.strip(),)  # the report says it too: it is what gets shown around
         try:
             folder, films = write_demo_folder()
         except OSError as exc:
@@ -538,7 +553,7 @@ def demo(ctx: click.Context, folder: Path | None, model_path: Path | None, out: 
     elif not folder.is_dir():
         raise CommandError(f"{folder} is not a folder")
     out = out or fresh_result_path(folder)
-    ctx.invoke(run, target=folder, model_path=model_path, out=out, report=out.with_suffix(".html"))
+    ctx.invoke(run, target=folder, model_path=model_path, out=out, report=out.with_suffix(".html"), report_notes=notes)
 
 
 @main.command("report")

@@ -14,7 +14,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from ..runtime._labelled import (
 )
 from ..runtime._metrics import choose_threshold, classification_report, report_markdown
 from ._formats import ExportFormat, ExportInputs, resolve_formats
+from ._load_check import load_check
 from ._train import DISCLAIMER, METADATA_FILE, SCOPE_FILE, TrainConfig, decode_all
 from ._wrap import Wrapping, probabilities_by_scaling, wrap_foreign_classifier
 
@@ -292,7 +293,7 @@ def export_model(config: ExportConfig, log: Callable[[str], None] = print) -> di
         height, width = base.input_size
         model.export(str(saved_model), format="tf_saved_model", verbose=False,
                      input_signature=[tf.TensorSpec([None, height, width, 1], tf.float32, name="image")])
-        inputs = ExportInputs(model, saved_model, calibration, base.input_size)
+        inputs = ExportInputs(model, saved_model, calibration, base.input_size, log)
         for fmt in formats:
             metadata = base.with_updates(
                 format=fmt.name, input_dtype=fmt.input_dtype, source_sha256=source_hash,
@@ -416,15 +417,28 @@ def _export_one(fmt: ExportFormat, inputs: ExportInputs, metadata: ModelMetadata
     from ..runtime import load_model
 
     row = {"format": fmt.name, "file": path.name, "description": fmt.description}
+    notes: list[str] = []  # what the converter did beyond its recipe: logged, and kept in the report
+
+    def note(line: str) -> None:
+        notes.append(line)
+        log(f"{fmt.name}: {line}")
+
     t0 = time.perf_counter()
     try:
-        data = fmt.convert(inputs)
+        data = fmt.convert(replace(inputs, log=note))
         _write_model_file(fmt, data, metadata, path)
     except Exception as exc:  # one broken converter must not stop the others
         reason = f"conversion failed: {type(exc).__name__}: {exc}"
         log(f"{fmt.name}: {reason}")
         return {**row, "status": "error", "note": reason}
     row["export_s"] = round(time.perf_counter() - t0, 2)
+    row["conversion_notes"] = notes
+    failure = load_check(path)  # before this process opens it: a crash there would end the export
+    if failure is not None:
+        path.unlink()
+        reason = f"not written: {failure}"
+        log(f"{fmt.name}: {reason}")
+        return {**row, "status": "error", "note": reason}
 
     runtime_model = load_model(path)
     if reference.tuning is not None:
@@ -506,6 +520,8 @@ def _report_md(report: dict) -> str:
             f"| {row['max_abs_dp']:.4f} | {row['metrics']['macro_f1']:.4f} | {row['macro_f1_delta'] * 100:+.2f} "
             f"| {row['status']}{': ' + row['note'] if row['note'] else ''} |"
         )
+    notes = [f"- {row['format']}: {line}" for row in report["formats"] for line in row.get("conversion_notes", [])]
+    md += ["", *notes] if notes else []
     md += ["", report_markdown(report["keras"], "Keras reference")]
     for row in report["formats"]:
         if row["status"] != "error":

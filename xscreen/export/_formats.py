@@ -20,6 +20,7 @@ class ExportInputs:
     saved_model_dir: Path
     calibration: np.ndarray  # uint8 (N, H, W, 1): real training images, never test images
     input_size: tuple[int, int]
+    log: Callable[[str], None] = print  # what a converter did beyond its recipe, in one line
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,7 @@ def convert_tflite_dynamic(inputs: ExportInputs) -> bytes:
     return converter.convert()
 
 
-def convert_tflite_int8(inputs: ExportInputs) -> bytes:
-    """Full-integer model: uint8 raw-pixel input (scale 1, zero point 0), float32 probabilities.
-
-    A float32 output costs one dequantize op and keeps probabilities (and so the screening
-    threshold) continuous instead of in steps of 1/256.
-    """
+def _int8_converter(inputs: ExportInputs):
     import tensorflow as tf
 
     converter = _tflite_converter(inputs)
@@ -82,7 +78,45 @@ def convert_tflite_int8(inputs: ExportInputs) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.float32
-    return converter.convert()
+    return converter
+
+
+def convert_tflite_int8(inputs: ExportInputs) -> bytes:
+    """Full-integer model: uint8 raw-pixel input (scale 1, zero point 0), float32 probabilities.
+
+    A float32 output costs one dequantize op and keeps probabilities (and so the screening
+    threshold) continuous instead of in steps of 1/256. An op whose int8 requantization scale is
+    outside XNNPACK's range (see ``runtime._tflite_ops``) is kept in float32 instead: in int8 it
+    would make the file abort ai-edge-litert, and its int8 values would be mostly rounding noise.
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    from ..runtime._tflite_ops import XNNPACK_MAX_REQUANTIZATION_SCALE, outside_xnnpack_range, weighted_op_outputs
+
+    data = _int8_converter(inputs).convert()
+    refused = outside_xnnpack_range(data)
+    if not refused:
+        return data
+    # Calibrate again and quantize with those ops deny-listed, by their names in the float model
+    # (the same pass convert() runs, minus the ops XNNPACK cannot take).
+    converter = _int8_converter(inputs)
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    names = weighted_op_outputs(calibrated)
+    if len(names) != len(weighted_op_outputs(data)):
+        raise ValueError("cannot match the int8 model's ops to the float model's to keep "
+                         f"{refused[0].describe()} in float32")
+    kept = [names[r.position] for r in refused]
+    data = mlir_quantize(calibrated, input_data_type=tf.uint8, output_data_type=tf.float32, denylisted_nodes=kept)
+    still = outside_xnnpack_range(data)
+    if still:
+        raise ValueError(f"{still[0].describe()} even with {', '.join(kept)} in float32; "
+                         f"XNNPACK takes only scales below {XNNPACK_MAX_REQUANTIZATION_SCALE:g}")
+    for r in refused:
+        inputs.log(f"kept {r.op} op {r.output!r} in float32: its int8 requantization scale would be "
+                   f"{r.scale:.4g}, outside what XNNPACK accepts (below {XNNPACK_MAX_REQUANTIZATION_SCALE:g})")
+    return data
 
 
 ONNX_OPSET = 13

@@ -413,7 +413,9 @@ class _Trainer:
         self.upper.set_weights(self.initial_weights)
         if self.pretrained and config.head_epochs:
             self.pooled_original = self._trunk(self.original)
-            self.pooled_augmented = np.stack([self._trunk(views) for views in self.augmented])
+            # With --views 1 there are no augmented views: an empty stack, not np.stack([]).
+            self.pooled_augmented = np.stack([self._trunk(views) for views in self.augmented]) if len(
+                self.augmented) else np.empty((0, *self.pooled_original.shape), self.pooled_original.dtype)
 
     def _trunk(self, features: np.ndarray) -> np.ndarray:
         return self.trunk.predict(features, batch_size=128, verbose=0)

@@ -10,6 +10,7 @@ only shown when the film gets the prediction the file recorded.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +32,7 @@ from ..runtime._run_record import read_record
 from ._html import ReportContent, ReportOptionError, check_report_target, write_report
 from ._overlay import (
     HEATMAP_MAX_SIDE,
+    THUMBNAIL_MAX_ASPECT,
     THUMBNAIL_MAX_SIDE,
     HeatmapNames,
     caption_for,
@@ -38,7 +40,7 @@ from ._overlay import (
     render_overlay,
     save_heatmap_png,
 )
-from ._results import ResultTable, read_results
+from ._results import ResultRow, ResultTable, read_results
 
 MAX_REPORT_THUMBNAILS = 1000  # flagged films inlined in a report (about 8 KB each)
 NO_HEATMAP_OUTPUT = ("this model has no heatmap output; re-export it with `xscreen export`, which adds one to a "
@@ -142,7 +144,8 @@ def _draw_film(result: ScreeningResult, png: Path | None, thumbnail: bool) -> tu
     caption = caption_for(result.prediction, result.probabilities[result.prediction], result.flag)
     if png is not None:
         save_heatmap_png(render_overlay(film, result.heatmap, caption, HEATMAP_MAX_SIDE), png, result.path)
-    jpeg = encode_thumbnail(render_overlay(film, result.heatmap, caption, THUMBNAIL_MAX_SIDE)) if thumbnail else None
+    jpeg = encode_thumbnail(render_overlay(film, result.heatmap, caption, THUMBNAIL_MAX_SIDE,
+                                           THUMBNAIL_MAX_ASPECT)) if thumbnail else None
     return result.path, png, jpeg
 
 
@@ -161,15 +164,39 @@ def check_run_outputs(target: Path, out: Path, model: ScreeningModel, *, heatmap
         if root.is_dir() and (heatmap_dir.resolve() == root or root in heatmap_dir.resolve().parents):
             raise ReportOptionError(f"--heatmaps {heatmap_dir} is inside {target}: the next run would screen "
                                     "the heatmaps too; choose a folder outside it")
+        check_writable_folder(heatmap_dir, "--heatmaps")
     if report is not None:
         if report.resolve() == out.resolve():
             raise ReportOptionError(f"--report {report} is the result file: name another file")
         check_report_target(report, overwrite=False)
+        check_writable_folder(report.parent, "--report")
+        if report.exists():
+            try:
+                with open(report, "ab"):  # appends nothing: only asks whether it may be replaced
+                    pass
+            except OSError as exc:
+                raise ReportOptionError(f"--report {report}: cannot write it ({exc.strerror or exc})") from None
+
+
+def check_writable_folder(folder: Path, option: str) -> None:
+    """Refuse a destination folder that cannot be created or written in, before a film is screened,
+    not after all of them: a file in the way, a read-only disk, no permission."""
+    folder = folder.absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ReportOptionError(f"{option} {folder}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ReportOptionError(f"{option} {folder}: cannot write in {existing} ({exc.strerror or exc})") from None
 
 
 def screen_and_report(target: Path, model: ScreeningModel, out: Path, *, heatmap_dir: Path | None = None,
-                      every_film: bool = False, report: Path | None = None, **run_options) -> RunSummary:
-    """:func:`run_screening`, plus heatmap PNGs drawn while screening and a report written after.
+                      every_film: bool = False, report: Path | None = None, report_notes: Iterable[str] = (),
+                      **run_options) -> RunSummary:
+    """:func:`run_screening`, plus heatmap PNGs drawn while screening and a report written after
+    (``report_notes`` first among its notes).
 
     First :func:`check_run_outputs` (ReportOptionError before anything is screened; PNGs need a
     model with the cam output); a report from a model without it has no thumbnails and says why.
@@ -184,14 +211,16 @@ def screen_and_report(target: Path, model: ScreeningModel, out: Path, *, heatmap
         summary = run_screening(target, model, out, heatmaps=drawing, on_batch=renderer if drawing else None,
                                 **run_options)
     if report is not None:
-        notes = _heatmap_notes(model, renderer)
+        notes = [*report_notes, *_heatmap_notes(model, renderer)]
         if summary.skipped_resumed and drawing:
             notes.append(f"{summary.skipped_resumed:,} films were screened by an earlier run (--resume): "
                          "no heatmaps for them here; xscreen report can draw them.")
         run_facts = [("speed", f"{summary.images_per_s:,.1f} images/s ({summary.elapsed_s:.1f} s) with "
                                f"{model.path.name} on {model.backend}")]
         write_report_for(read_results(out), report, model=model, renderer=renderer, notes=notes,
-                         run_facts=run_facts, heatmap_dir=heatmap_dir)
+                         run_facts=run_facts, heatmap_dir=heatmap_dir,
+                         thumbnail_choice=f"the first {MAX_REPORT_THUMBNAILS:,} in file order; xscreen report "
+                                          f"{out.name} shows the {MAX_REPORT_THUMBNAILS:,} closest to the threshold")
     return summary
 
 
@@ -207,6 +236,7 @@ def report_from_results(results: Path, report: Path, model: ScreeningModel | str
     and the errors of :func:`load_model`.
     """
     check_report_target(report, overwrite)
+    check_writable_folder(report.parent, "--out")  # before the flagged films are screened again
     table = read_results(results)
     notes = []
     if model is None:
@@ -223,7 +253,8 @@ def report_from_results(results: Path, report: Path, model: ScreeningModel | str
                      f"({', '.join(table.labels)}): it did not write these results, so no heatmaps are shown.")
         model = None
     elif model.has_heatmaps:
-        flagged = [r for r in table.rows if r.flag is True and r.status == "ok"][:MAX_REPORT_THUMBNAILS]
+        flagged = most_uncertain_first([r for r in table.rows if r.flag is True and r.status == "ok"])
+        flagged = flagged[:MAX_REPORT_THUMBNAILS]
         paths = [_readable_path(r.path, results) for r in flagged]
         expected = {str(path): r.prediction for path, r in zip(paths, flagged)}
         with FilmRenderer(thumbnails=True, expected=expected) as renderer:
@@ -234,6 +265,17 @@ def report_from_results(results: Path, report: Path, model: ScreeningModel | str
                                if str(p) in renderer.thumbnails}
     return write_report_for(table, report, model=model, renderer=renderer,
                             notes=notes + _heatmap_notes(model, renderer) if model else notes)
+
+
+def most_uncertain_first(rows: list[ResultRow]) -> list[ResultRow]:
+    """Rows by distance to the review threshold (|margin|), closest first; rows without a margin last, in file order."""
+    def distance(row: ResultRow) -> float:
+        try:
+            return abs(float(row.extra["margin"]))
+        except (KeyError, TypeError, ValueError):
+            return float("inf")
+
+    return sorted(rows, key=distance)
 
 
 def _known_model(results: Path, load_options: dict) -> tuple[ScreeningModel | None, str | None]:
@@ -254,10 +296,13 @@ def _known_model(results: Path, load_options: dict) -> tuple[ScreeningModel | No
 
 def write_report_for(table: ResultTable, report: Path, *, model: ScreeningModel | None,
                      renderer: FilmRenderer | None, notes: list[str], run_facts: list | None = None,
-                     heatmap_dir: Path | None = None) -> tuple[Path, ReportContent]:
+                     heatmap_dir: Path | None = None,
+                     thumbnail_choice: str | None = None) -> tuple[Path, ReportContent]:
     """Assemble the report's content from the table, the renderer's images and the model; write it."""
     index = {row.path: i for i, row in enumerate(table.rows)}
     content = ReportContent(notes=notes, run_facts=run_facts or [])
+    if thumbnail_choice:
+        content.thumbnail_choice = thumbnail_choice
     if renderer is not None:
         content.thumbnails = {index[p]: jpeg for p, jpeg in renderer.thumbnails.items() if p in index}
         if heatmap_dir is not None:
@@ -300,6 +345,7 @@ def model_facts(model: ScreeningModel) -> list[tuple[str, str]]:
     facts = [
         ("file", f"{model.path.name} ({model.path.stat().st_size / 1e6:.2f} MB, {model.format}, "
                  f"run on {model.backend})"),
+        ("file sha256", model.sha256),
         ("labels", ", ".join(model.labels)),
         ("screening flag", flag),
         ("input", f"{meta.input_size[0]}x{meta.input_size[1]} grey, {meta.input_dtype}"),
@@ -308,5 +354,5 @@ def model_facts(model: ScreeningModel) -> list[tuple[str, str]]:
     ]
     optional = [("model version", meta.model_version), ("exported", meta.exported_at),
                 ("exported by", meta.xscreen_version and f"xscreen {meta.xscreen_version}"),
-                ("source sha256", meta.source_sha256)]
+                ("sha256 of the Keras model it was exported from", meta.source_sha256)]
     return facts + [(k, str(v)) for k, v in optional if v]

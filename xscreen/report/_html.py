@@ -38,6 +38,8 @@ class ReportContent:
     caveats: str | None = None
     run_facts: list[tuple[str, str]] = field(default_factory=list)  # speed etc. when made by xscreen run
     notes: list[str] = field(default_factory=list)
+    # Which flagged films got a thumbnail when not all did (the gallery says so).
+    thumbnail_choice: str = "those closest to the review threshold"
 
 
 def render_report(table: ResultTable, content: ReportContent) -> str:
@@ -47,7 +49,7 @@ def render_report(table: ResultTable, content: ReportContent) -> str:
         "labels": list(table.labels),
         "rows": [
             [r.path, r.status, r.prediction, r.probabilities, r.flag, r.error, thumb_index.get(i, -1),
-             content.links.get(i), _number(r.extra.get("scope_score"))]
+             content.links.get(i), _number(r.extra.get("scope_score")), _number(r.extra.get("margin"))]
             for i, r in enumerate(table.rows)
         ],
         "scope": any(r.extra.get("scope_score") for r in table.rows),
@@ -60,7 +62,10 @@ def render_report(table: ResultTable, content: ReportContent) -> str:
     if not flagged:
         gallery_note = "No film was flagged for review."
     elif content.thumbnails:
-        gallery_note = f"{len(content.thumbnails):,} of {flagged:,} flagged films shown with their heatmap."
+        shown = len(content.thumbnails)
+        chosen = f" ({content.thumbnail_choice})" if shown < flagged else ""
+        gallery_note = (f"{shown:,} of {flagged:,} flagged films shown with their heatmap{chosen}, the most "
+                        "uncertain first: closest to the review threshold.")
     else:
         gallery_note = f"No heatmaps for the {flagged:,} flagged films: see the notes in the summary."
     values = {

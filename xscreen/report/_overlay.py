@@ -20,6 +20,9 @@ from ._maps import positive_evidence, upsample_bilinear
 HEATMAP_MAX_SIDE = 1024  # heatmap PNGs: the film at its size, at most this many pixels on its long side
 THUMBNAIL_MAX_SIDE = 256  # report thumbnails
 MIN_SIDE = 256  # smaller films are enlarged so the caption stays readable
+# A 3 x 2000 film would make a 1 x 256 thumbnail, drawn 200 px wide: 51,000 px tall. Thumbnails
+# are padded with black to at most this ratio of long to short side.
+THUMBNAIL_MAX_ASPECT = 3.0
 MAX_OPACITY = 0.6  # of the colour where the evidence is strongest
 # (position, R, G, B): approximate samples of the turbo colour map.
 _TURBO_ANCHORS = np.array([
@@ -37,13 +40,15 @@ _OPACITY_LUT = np.rint(np.arange(256) * MAX_OPACITY).astype(int).tolist()
 PNG_MARK = "xscreen-heatmap-of"
 
 
-def render_overlay(film: np.ndarray, heatmap: np.ndarray, caption: str, max_side: int) -> Image.Image:
+def render_overlay(film: np.ndarray, heatmap: np.ndarray, caption: str, max_side: int,
+                   max_aspect: float | None = None) -> Image.Image:
     """An RGB image of ``film`` (grey uint8, any size) under ``heatmap`` (raw CAM, h x w), captioned.
 
     The film is shrunk to at most ``max_side`` pixels on its long side, or enlarged to
     :data:`MIN_SIDE` when it is smaller (aspect kept); the heatmap,
     which lives in the squashed model frame, is stretched bilinearly to the film, so each cell
-    lands on the part of the film it saw.
+    lands on the part of the film it saw. With ``max_aspect``, a film longer than that ratio is
+    centred on a black canvas of that ratio (the caption goes on the canvas).
     """
     grey = Image.fromarray(film)
     long_side = max(grey.size)
@@ -56,8 +61,22 @@ def render_overlay(film: np.ndarray, heatmap: np.ndarray, caption: str, max_side
     # Pillow's C loops from here: the look-up tables colour each level, the opacity follows it.
     colour = Image.merge("RGB", [level.point(_CHANNEL_LUTS[c]) for c in range(3)])
     blended = Image.composite(colour, grey.convert("RGB"), level.point(_OPACITY_LUT))
+    if max_aspect is not None:
+        blended = _pad_to_aspect(blended, max_aspect)
     _write_caption(blended, caption)
     return blended
+
+
+def _pad_to_aspect(image: Image.Image, max_aspect: float) -> Image.Image:
+    """``image`` centred on a black canvas whose long side is at most ``max_aspect`` times its short side."""
+    width, height = image.size
+    if max(width, height) <= max_aspect * min(width, height):
+        return image
+    size = ((width, max(height, round(width / max_aspect))) if width > height
+            else (max(width, round(height / max_aspect)), height))
+    canvas = Image.new("RGB", size)
+    canvas.paste(image, ((size[0] - width) // 2, (size[1] - height) // 2))
+    return canvas
 
 
 def _write_caption(image: Image.Image, caption: str) -> None:

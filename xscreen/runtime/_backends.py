@@ -24,6 +24,7 @@ import numpy as np
 
 from ._contract import METADATA_KEY, ModelContractError
 from ._tflite_metadata import TFLiteFormatError, read_tflite_metadata
+from ._tflite_ops import XNNPACK_MAX_REQUANTIZATION_SCALE, outside_xnnpack_range
 
 
 class MissingRuntimeError(ImportError):
@@ -142,7 +143,9 @@ def open_engine(path: Path, fmt: str, threads: int, backend: str | None):
             continue
         if attribute:
             module = getattr(module, attribute)
-        return candidate.engine(module, path, model, threads), f"{candidate.name} {_version(candidate)}"
+        engine = candidate.engine(module, path, model, threads)
+        name = f"{candidate.name} {_version(candidate)}"
+        return engine, name + (" without XNNPACK" if getattr(engine, "notice", None) else "")
     if backend is not None:
         raise MissingRuntimeError(f"backend {backend} is not installed: {candidates[0].install_hint}")
     raise MissingRuntimeError(_MISSING_RUNTIME[fmt])
@@ -181,18 +184,37 @@ def _single_input(tensors: list, path: Path):
     return tensors[0]
 
 
+def _without_default_delegates(module, path: Path, why: str) -> dict:
+    """Interpreter arguments that keep XNNPACK away from a file it would abort on."""
+    resolver = getattr(module, "OpResolverType", None) or getattr(getattr(module, "experimental", None),
+                                                                  "OpResolverType", None)
+    if resolver is None:
+        raise ModelContractError(f"{path}: {why}, and this TFLite runtime cannot switch XNNPACK off: "
+                                 "re-export the model with this xscreen, or pip install -U ai-edge-litert")
+    return {"experimental_op_resolver_type": resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+
+
 class TFLiteEngine:
     """A TFLite interpreter (ai-edge-litert, tflite-runtime or tensorflow.lite share one API)."""
 
     def __init__(self, module, path: Path, model: bytes, threads: int) -> None:
         try:
             entries = read_tflite_metadata(model)
+            refused = outside_xnnpack_range(model)
         except TFLiteFormatError as exc:
             raise ModelContractError(f"{path} is not a usable TFLite model: {exc}") from exc
         self.metadata = entries.get(METADATA_KEY)
+        # Checked before any interpreter exists: XNNPACK refusing an op aborts the whole process.
+        self.notice = options = None
+        if refused:
+            why = (f"its {refused[0].describe()}, outside what XNNPACK accepts "
+                   f"(below {XNNPACK_MAX_REQUANTIZATION_SCALE:g})")
+            options = _without_default_delegates(module, path, why)
+            self.notice = (f"{path.name} runs without XNNPACK (slower): {why}; re-export it with this xscreen "
+                           "for a file XNNPACK runs")
         with native_stderr_captured() as native_output:
             try:
-                self._interpreter = module.Interpreter(model_content=model, num_threads=threads)
+                self._interpreter = module.Interpreter(model_content=model, num_threads=threads, **(options or {}))
                 self._interpreter.allocate_tensors()
                 failure = None
             except (ValueError, RuntimeError) as exc:

@@ -90,6 +90,8 @@ class ScreeningModel:
         self.metadata = metadata
         self.threads = threads
         self._engine = engine
+        # What the runtime had to do differently to open this file (e.g. XNNPACK off), in one line.
+        self.notice: str | None = getattr(engine, "notice", None)
         spec = engine.input
         self._channels_last, self._channels = _image_layout(spec, path)
         if spec.shape[0] not in (None, 1):
@@ -229,6 +231,7 @@ class ScreeningModel:
             "format": self.format,
             "file_size_bytes": self.path.stat().st_size,
             "backend": self.backend,
+            "runtime_notice": self.notice,
             "threads": self.threads,
             "labels": list(meta.labels),
             "input_size": list(meta.input_size),

@@ -5,10 +5,17 @@
 (function () {
   var data = JSON.parse(document.getElementById("report-data").textContent);
   var labels = data.labels, rows = data.rows, thumbs = data.thumbs;
-  var P = {path: 0, status: 1, prediction: 2, probs: 3, flag: 4, error: 5, thumb: 6, link: 7, scope_score: 8};
+  var P = {path: 0, status: 1, prediction: 2, probs: 3, flag: 4, error: 5, thumb: 6, link: 7, scope_score: 8,
+           margin: 9};
   var state = {flag: "", label: "", status: "", pmin: "", q: "", sort: "", dir: "asc"};
   var shown = 0, matching = [], galleryShown = 0;
-  var flaggedWithThumb = rows.filter(function (r) { return r[P.thumb] >= 0; });
+  // The gallery: most uncertain first (smallest distance to the review threshold), then file order.
+  function uncertainty(r) { return r[P.margin] === null || r[P.margin] === undefined ? Infinity : Math.abs(r[P.margin]); }
+  var flaggedWithThumb = rows.filter(function (r) { return r[P.thumb] >= 0; })
+    .map(function (r, i) { return [uncertainty(r), i, r]; })
+    .sort(function (a, b) { return a[0] - b[0] || a[1] - b[1]; })
+    .map(function (entry) { return entry[2]; });
+  var anyOutOfScope = rows.some(function (r) { return r[P.status] === "out_of_scope"; });
   var tbody = document.querySelector("#results tbody");
 
   var columns = [
@@ -20,11 +27,15 @@
     return {key: "prob_" + label, title: "p(" + label + ")", prob: i};
   })).concat([{key: "flag", title: "flag"}])
     .concat(data.scope ? [{key: "scope_score", title: "scope score"}] : [])
+    .concat(anyOutOfScope ? [{key: "scope_reason", title: "out of scope because"}] : [])
     .concat([{key: "error", title: "error"}]);
 
   function value(row, column) {
     if (column.prob !== undefined) { return row[P.probs] ? row[P.probs][column.prob] : null; }
     if (column.key === "flag") { return row[P.flag] === null ? null : (row[P.flag] ? 1 : 0); }
+    // One text field in the file, two headings here: why a film failed, and why it was out of scope.
+    if (column.key === "scope_reason") { return row[P.status] === "out_of_scope" ? row[P.error] : null; }
+    if (column.key === "error") { return row[P.status] === "out_of_scope" ? null : row[P.error]; }
     return row[P[column.key]];
   }
 
@@ -79,6 +90,16 @@
     return td;
   }
 
+  // A path may break after a separator, never inside a name.
+  function pathCell(tr, path) {
+    var td = cell(tr, "", "path");
+    path.split(/([\/\\])/).forEach(function (part) {
+      td.appendChild(document.createTextNode(part));
+      if (part === "/" || part === "\\") { td.appendChild(document.createElement("wbr")); }
+    });
+    return td;
+  }
+
   function image(index, alt) {
     var img = document.createElement("img");
     img.src = thumbs[index];
@@ -91,7 +112,8 @@
     var fragment = document.createDocumentFragment();
     matching.slice(shown, shown + count).forEach(function (row) {
       var tr = document.createElement("tr");
-      tr.className = (row[P.flag] ? "flagged " : "") + (row[P.status] !== "ok" ? "error" : "");
+      tr.className = (row[P.flag] ? "flagged " : "") +
+        ({error: "error", out_of_scope: "out-of-scope"}[row[P.status]] || "");
       var td = cell(tr, "");
       if (row[P.thumb] >= 0) {
         var a = document.createElement("a");
@@ -104,13 +126,14 @@
         a.appendChild(image(row[P.thumb], "heatmap of " + row[P.path]));
         td.appendChild(a);
       }
-      cell(tr, row[P.path], "path");
+      pathCell(tr, row[P.path]);
       cell(tr, row[P.status]);
       cell(tr, row[P.prediction] || "");
       labels.forEach(function (_, i) { cell(tr, row[P.probs] ? row[P.probs][i].toFixed(3) : "", "num"); });
       cell(tr, row[P.flag] === null ? "" : (row[P.flag] ? "review" : "no"), "flag");
       if (data.scope) { cell(tr, row[P.scope_score] === null ? "" : row[P.scope_score].toFixed(2), "num"); }
-      cell(tr, row[P.error] || "");
+      if (anyOutOfScope) { cell(tr, value(row, {key: "scope_reason"}) || "", "reason"); }
+      cell(tr, value(row, {key: "error"}) || "");
       fragment.appendChild(tr);
     });
     tbody.appendChild(fragment);
