@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -183,12 +184,13 @@ def start_run(target: str | os.PathLike, model: ScreeningModel, out: str | os.Pa
 
 @contextmanager
 def open_run_output(out, model: ScreeningModel, paths: list[str], summary: RunSummary, *, resume: bool,
-                    overwrite: bool, progress: Callable[[int, int], None] | None):
+                    overwrite: bool, progress: Callable[[int, int], None] | None, extra: Sequence[str] = ()):
     """Lock ``out`` and open its writer for any engine; yield ``(writer, paths not in it yet)``.
 
     The rows of earlier runs are counted into ``summary`` and ``progress(0, to_do)`` is called.
+    ``extra``: more columns (see :func:`result_columns`).
     """
-    with locked_output(out), _writer(out, model, resume, overwrite) as writer:
+    with locked_output(out), _writer(out, model, resume, overwrite, extra) as writer:
         summary.add_earlier(writer.earlier)
         to_do = [p for p in paths if p not in writer.done] if writer.done else paths
         summary.skipped_resumed = len(paths) - len(to_do)
@@ -197,7 +199,7 @@ def open_run_output(out, model: ScreeningModel, paths: list[str], summary: RunSu
         yield writer, to_do
 
 
-def _writer(out, model: ScreeningModel, resume: bool, overwrite: bool):
+def _writer(out, model: ScreeningModel, resume: bool, overwrite: bool, extra: Sequence[str]):
     """Open the result writer once the lock is held: refuse to replace rows or mix models, then record the model."""
     out = os.fspath(out)
     has_rows = os.path.exists(out) and os.path.getsize(out) > 0
@@ -206,6 +208,6 @@ def _writer(out, model: ScreeningModel, resume: bool, overwrite: bool):
     resumed = resume and has_rows
     if resumed:
         check_resume(out, model)
-    writer = open_writer(out, model.labels, resume=resume)
+    writer = open_writer(out, model.labels, resume=resume, extra=extra)
     write_record(out, model, resumed=resumed)
     return writer
