@@ -79,6 +79,8 @@ def _setup(quiet: bool, out: Path, tls_cert, tls_key, tls_ca) -> TlsFiles | None
         raise CommandError(str(exc)) from None
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
+    for chatty in ("pynetdicom", "highdicom"):  # a line per PDU / copied module: ours say what happened
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise CommandError(f"--out {out}: use a {' or '.join(OUTPUT_SUFFIXES)} file")
     if (tls_cert is None) != (tls_key is None) or (tls_ca is not None and tls_cert is None):
@@ -86,12 +88,14 @@ def _setup(quiet: bool, out: Path, tls_cert, tls_key, tls_ca) -> TlsFiles | None
     return TlsFiles(tls_cert, tls_key, tls_ca) if tls_cert else None
 
 
-def _until_stopped(stopped: threading.Event) -> None:
-    """Block until SIGINT or SIGTERM."""
+def _until_stopped(service) -> None:
+    """Block until SIGINT or SIGTERM, or until screening fails (exit 2: the result file cannot be written)."""
+    stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
     while not stopped.wait(1.0):
-        pass
+        if service.screener.failure is not None:
+            break
 
 
 def _open(model_path, labels, rename, backend, threads, **service_options):
@@ -141,10 +145,12 @@ def serve(spool: Path, host: str, port: int, allow, max_associations: int, max_i
                     send_heatmaps=send_heatmaps, keep_identifiers=keep_identifiers, batch_size=batch_size,
                     workers=workers, scope_check=not no_scope_check)
     try:
-        _until_stopped(threading.Event())
+        _until_stopped(service)
     finally:
         service.close()
-        log.info("stopped: %d rows written by this run", service.screener.summary.rows)
+    if service.screener.failure is not None:
+        raise CommandError(f"screening stopped: {service.screener.failure}")
+    log.info("stopped: %d rows written by this run", service.screener.summary.rows)
 
 
 @click.command()
@@ -178,7 +184,7 @@ def watch(folder: Path, settle: float, poll: float, once: bool, follow_symlinks:
         else:
             thread = threading.Thread(target=watcher.run, name="xscreen-watch", daemon=True)
             thread.start()
-            _until_stopped(threading.Event())
+            _until_stopped(service)
             watcher.stop()
     finally:
         service.close()

@@ -23,6 +23,8 @@ again after a crash yields the same SR (same file in the outbox, same instance i
 
 from __future__ import annotations
 
+import functools
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,17 @@ def read_source_header(path: str | Path):
     return pydicom.dcmread(path, stop_before_pixels=True)
 
 
+def _quiet_highdicom(build):
+    """highdicom warns about names copied from the film as they are (e.g. a one-word referring physician)."""
+    @functools.wraps(build)
+    def quiet(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return build(*args, **kwargs)
+    return quiet
+
+
+@_quiet_highdicom
 def screening_report(source, result: ScreeningResult, model: ScreeningModel):
     """A highdicom ComprehensiveSR of ``result`` for the film whose header is ``source``."""
     import highdicom as hd
@@ -91,6 +104,7 @@ def screening_report(source, result: ScreeningResult, model: ScreeningModel):
     return _described(report, "xscreen screening (not a medical device)", model)
 
 
+@_quiet_highdicom
 def heatmap_capture(source, result: ScreeningResult, model: ScreeningModel):
     """A secondary capture of the film under its heatmap (RGB), in the film's study; None without a heatmap."""
     import highdicom as hd
