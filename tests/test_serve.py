@@ -67,7 +67,7 @@ needs_real_cr = pytest.mark.skipif(REAL_CR is None, reason="pydicom-data's RG1_U
 
 
 def make_film(path: Path, level: int = 60, *, sop_class: str = DX, modality: str = "DX", seed: int = 0,
-              sop_uid: str | None = None, study_uid: str | None = None) -> Path:
+              sop_uid: str | None = None, study_uid: str | None = None, size: tuple[int, int] = (96, 80)) -> Path:
     """A frontal chest CR/DX film from synthetic pixels, with the tags a modality writes."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -82,7 +82,7 @@ def make_film(path: Path, level: int = 60, *, sop_class: str = DX, modality: str
     ds.PatientName, ds.PatientID, ds.AccessionNumber = "Doe^Jane", PATIENT_ID, "ACC-99"
     ds.StudyDate, ds.StudyTime, ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "20260101", "120000", "1", 1, 1
     ds.PatientBirthDate, ds.PatientSex, ds.ReferringPhysicianName = "19700101", "F", "Ward^A"
-    pixels = film(level, size=(96, 80), seed=seed).astype(np.uint16) * 16
+    pixels = film(level, size=size, seed=seed).astype(np.uint16) * 16
     pixels[0, :2] = 0, 255 * 16  # the decoder stretches a film's own range: pin it to the 8-bit levels
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -132,7 +132,7 @@ def serving(tmp_path: Path, model, **options):
 
 
 def pynetdicom_store(port: int, paths, *, calling: str = "MODALITY", called: str = "XSCREEN") -> list[int]:
-    """C-STORE ``paths`` over one association; the status of each."""
+    """C-STORE ``paths`` over one association; the status of each (-1: no answer, the association ended)."""
     from pynetdicom import AE
 
     ae = AE(ae_title=calling)
@@ -141,7 +141,7 @@ def pynetdicom_store(port: int, paths, *, calling: str = "MODALITY", called: str
     assoc = ae.associate("127.0.0.1", port, ae_title=called)
     assert assoc.is_established
     try:
-        return [int(assoc.send_c_store(pydicom.dcmread(p)).Status) for p in paths]
+        return [int(getattr(assoc.send_c_store(pydicom.dcmread(p)), "Status", -1)) for p in paths]
     finally:
         assoc.release()
 
@@ -202,9 +202,12 @@ def test_allow_rejects_other_calling_ae_titles(tmp_path, scoped_model):
 
 
 def test_refuses_oversized_instances_and_a_full_spool_with_a_failure_status(tmp_path, scoped_model):
-    big = make_film(tmp_path / "big.dcm", seed=1)
+    big = make_film(tmp_path / "big.dcm", seed=1)  # 15 kB
+    huge = make_film(tmp_path / "huge.dcm", seed=1, size=(400, 400))  # 320 kB
     with serving(tmp_path / "small", scoped_model, max_instance_mb=0.001) as service:
         assert pynetdicom_store(service.receiver.port, [big]) == [0xA700]
+        # far over the limit: the association is aborted while it sends, before the film fills memory
+        assert pynetdicom_store(service.receiver.port, [huge]) == [-1]
     with serving(tmp_path / "full", scoped_model, min_free_mb=10 ** 9) as service:  # a petabyte free needed
         assert pynetdicom_store(service.receiver.port, [big]) == [0xA700]
     for case in ("small", "full"):
@@ -230,7 +233,8 @@ def test_spool_names_never_leave_the_spool(uid):
 
 
 def test_kill_9_then_restart_screens_every_acknowledged_film_once(tmp_path):
-    films = [make_film(tmp_path / f"k{i}.dcm", 40 + 15 * i, seed=i) for i in range(16)]
+    # Films large enough that decoding is slower than receiving: some are acknowledged, not yet screened.
+    films = [make_film(tmp_path / f"k{i}.dcm", 40 + 15 * i, seed=i, size=(1024, 1024)) for i in range(10)]
     port = free_port()
     command = [sys.executable, "-m", "xscreen", "serve", "--port", str(port), "--spool", str(tmp_path / "spool"),
                "--out", str(tmp_path / "results.csv"), "--model", str(SCOPED_FP32_TFLITE), "--workers", "0",
@@ -255,7 +259,8 @@ def test_kill_9_then_restart_screens_every_acknowledged_film_once(tmp_path):
     before = len(read_rows(tmp_path / "results.csv"))
     process = start()
     try:
-        wait_for(lambda: len(read_rows(tmp_path / "results.csv")) >= len(acknowledged), what="every film's row")
+        wait_for(lambda: len(read_rows(tmp_path / "results.csv")) >= len(acknowledged), timeout=60,
+                 what="every film's row")
         time.sleep(0.5)  # a duplicate would come now
         rows = read_rows(tmp_path / "results.csv")
     finally:
