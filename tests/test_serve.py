@@ -445,3 +445,43 @@ def test_missing_extra_names_the_pip_command(monkeypatch):
     result = cli_runner().invoke(main, ["serve", "--spool", "x"])
     assert result.exit_code == 2
     assert "pip install 'xscreen[serve]'" in result.output + (result.stderr or "")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed (makes the test certificates)")
+def test_tls_with_client_certificates(tmp_path, scoped_model):
+    import ssl
+
+    from pynetdicom import AE
+
+    from xscreen.serve import TlsFiles
+
+    def certificate(name: str, signer: tuple[Path, Path] | None = None) -> tuple[Path, Path]:
+        cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+        request = ["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                   "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1"]
+        if signer is None:
+            subprocess.run([*request, "-x509", "-days", "1", "-out", str(cert)], check=True, capture_output=True)
+        else:
+            csr = subprocess.run(request, check=True, capture_output=True).stdout
+            subprocess.run(["openssl", "x509", "-req", "-days", "1", "-CA", str(signer[0]), "-CAkey", str(signer[1]),
+                            "-CAcreateserial", "-copy_extensions", "copy", "-out", str(cert)],
+                           input=csr, check=True, capture_output=True)
+        return cert, key
+
+    ca = certificate("ca")
+    server, client = certificate("xscreen", ca), certificate("modality", ca)
+    with serving(tmp_path, scoped_model, tls=TlsFiles(*server, ca=ca[0])) as service:
+        port = service.receiver.port
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca[0]))
+        context.load_cert_chain(*client)
+        ae = AE(ae_title="MODALITY")
+        ae.acse_timeout = ae.network_timeout = 2  # the refused handshakes below end fast
+        ae.add_requested_context("1.2.840.10008.1.1")
+        assoc = ae.associate("127.0.0.1", port, ae_title="XSCREEN", tls_args=(context, "127.0.0.1"))
+        assert assoc.is_established and int(assoc.send_c_echo().Status) == 0
+        assoc.release()
+        plain = ae.associate("127.0.0.1", port, ae_title="XSCREEN")  # no TLS: no association
+        assert not plain.is_established
+        no_cert = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca[0]))  # no client certificate
+        refused = ae.associate("127.0.0.1", port, ae_title="XSCREEN", tls_args=(no_cert, "127.0.0.1"))
+        assert not refused.is_established
