@@ -40,6 +40,7 @@ DEFAULT_MAX_INSTANCE_MB = 200.0  # a large DX film is ~ 30 MB uncompressed
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
+ACSE_TIMEOUT_S = 10
 _COMMAND_SLACK = 64 * 1024  # bytes of command sets and PDU headers around an instance
 
 
@@ -95,7 +96,9 @@ class DicomReceiver:
 
         ae = AE(ae_title=self.ae_title)
         ae.maximum_associations = self.max_associations
-        ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = 60
+        ae.network_timeout = ae.dimse_timeout = 60
+        # ARTIM: a connection that never asks for an association (a port scan) frees its slot after this
+        ae.acse_timeout = ACSE_TIMEOUT_S
         if self.allow is not None:
             ae.require_calling_aet = self.allow
         ae.add_supported_context(Verification)
