@@ -1,7 +1,8 @@
 """``xscreen serve`` and ``xscreen watch``: screen films as they arrive (registered into :func:`xscreen.cli.main`).
 
-Both run until SIGINT or SIGTERM, then stop receiving, screen what was acknowledged and exit 0;
-a kill -9 loses nothing either (the spool and the result file are the state). Logs go to stderr,
+Both run until SIGINT or SIGTERM, then stop receiving, finish the batch in hand and exit 0; what was
+acknowledged and not screened yet is screened at the next start, as after a kill -9 (the spool and
+the result file are the state). Logs go to stderr,
 one line per event, with UIDs but never patient identifiers.
 """
 

@@ -54,7 +54,7 @@ class ArrivalScreener:
     ``on_screened(results, columns)`` is called after each batch's results are complete and before
     their rows are written (so that what it makes durable, such as a result to send, exists before
     the row that says the file is done). :meth:`start` opens ``out`` (resuming it) and queues the
-    ``pending`` files it has no row for; :meth:`close` screens what is queued and closes ``out``.
+    ``pending`` files it has no row for; :meth:`close` stops after the batch in hand and closes ``out``.
     """
 
     def __init__(self, model: ScreeningModel, out: str | os.PathLike, *, keep_identifiers: bool = False,
@@ -77,6 +77,7 @@ class ArrivalScreener:
         self._queued: set[str] = set()
         self._lock = threading.Lock()
         self._stack = ExitStack()
+        self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._writer = None
         self.failure: BaseException | None = None
@@ -121,8 +122,10 @@ class ArrivalScreener:
         return False
 
     def close(self) -> None:
-        """Screen what is queued, then release the result file."""
+        """Finish the batch being screened, then release the result file; files still queued have no row
+        and are screened at the next start (their spool or folder still holds them)."""
         if self._thread is not None:
+            self._closing.set()
             self._queue.put(None)
             self._thread.join()
             self._thread = None
@@ -131,9 +134,9 @@ class ArrivalScreener:
     def _screen_forever(self) -> None:
         chunk_size = self.batch_size * PREFETCH_BATCHES
         try:
-            while True:
+            while not self._closing.is_set():
                 first = self._queue.get()
-                if first is None:
+                if first is None or self._closing.is_set():
                     return
                 chunk = [first]
                 stop = False

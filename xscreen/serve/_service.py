@@ -69,7 +69,7 @@ class ScreeningService:
         return queued
 
     def close(self) -> None:
-        """Stop receiving, screen what was acknowledged, stop sending (the outbox keeps the rest)."""
+        """Stop receiving, screening (after the batch in hand) and sending; the spool and outbox keep the rest."""
         if self.receiver is not None:
             self.receiver.stop()
         self.screener.close()
