@@ -97,15 +97,17 @@ def free_port() -> int:
 class Server:
     """``xscreen serve`` in its own process (the command a user runs)."""
 
-    def __init__(self, spool: Path, out: Path, port: int) -> None:
+    def __init__(self, spool: Path, out: Path, port: int, log: Path) -> None:
         self.command = [sys.executable, "-m", "xscreen", "serve", "--spool", str(spool), "--out", str(out),
-                        "--port", str(port), "-q"]
+                        "--port", str(port)]
         self.port = port
+        self.log = log
         self.process = None
 
     def start(self) -> Server:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        self.process = subprocess.Popen(self.command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.command, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.answers_echo():
@@ -180,8 +182,9 @@ class RowWatcher(threading.Thread):
 
 
 def send_films(port: int, films: list[Path], associations: int, acks: dict[str, float],
-               stop: threading.Event | None = None) -> None:
-    """C-STORE ``films`` over ``associations`` concurrent associations; ``acks``: UID -> acknowledgement time."""
+               stop: threading.Event | None = None) -> list[str]:
+    """C-STORE ``films`` over ``associations`` concurrent associations; ``acks``: UID -> acknowledgement time.
+    Returns why each association that stopped early stopped."""
     import pydicom
     from pynetdicom import AE
 
@@ -191,6 +194,7 @@ def send_films(port: int, films: list[Path], associations: int, acks: dict[str, 
         ae.add_requested_context(DX, JPEG_BASELINE)
         assoc = ae.associate("127.0.0.1", port, ae_title="XSCREEN")
         if not assoc.is_established:
+            stopped.append(f"{time.strftime('%H:%M:%S')} association not accepted")
             return
         try:
             for path in share:
@@ -198,36 +202,40 @@ def send_films(port: int, films: list[Path], associations: int, acks: dict[str, 
                     return
                 ds = pydicom.dcmread(path)
                 status = assoc.send_c_store(ds)
-                if not status or int(status.Status) != 0:
-                    return  # the server went away (the kill -9 step)
+                if not status or int(status.Status) != 0:  # the server went away (the kill -9 step)
+                    stopped.append(f"{time.strftime('%H:%M:%S')} {path.name}: "
+                                   f"{f'status 0x{int(status.Status):04X}' if status else 'no response'}")
+                    return
                 acks[ds.SOPInstanceUID] = time.monotonic()
         finally:
             if assoc.is_established:
                 assoc.release()
 
+    stopped: list[str] = []
     threads = [threading.Thread(target=sender, args=(films[i::associations],)) for i in range(associations)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return stopped
 
 
 def step_run(folder: Path, scratch: Path) -> dict:
     model = load_model(default_model_path())
-    summary = run_screening(folder, model, scratch / "run.csv")
+    summary = run_screening(folder, model, scratch / "run.csv", overwrite=True)
     return {"films": summary.rows, "screened": summary.ok, "elapsed_s": summary.elapsed_s,
             "films_per_s": summary.rows / summary.elapsed_s}
 
 
 def step_serve(films: list[Path], scratch: Path, associations: int) -> dict:
     out, port = scratch / "serve.csv", free_port()
-    server = Server(scratch / "spool", out, port).start()
+    server = Server(scratch / "spool", out, port, scratch / "serve.log").start()
     watcher = RowWatcher(out)
     watcher.start()
     acks: dict[str, float] = {}
     started = time.monotonic()
     try:
-        send_films(port, films, associations, acks)
+        stopped = send_films(port, films, associations, acks)
         sent_s = time.monotonic() - started
         while len(watcher.seen) < len(acks):
             time.sleep(0.05)
@@ -240,12 +248,12 @@ def step_serve(films: list[Path], scratch: Path, associations: int) -> dict:
     return {"films": len(acks), "rows": len(watcher.rows), "elapsed_s": elapsed, "films_per_s": len(acks) / elapsed,
             "sending_s": sent_s, "latency_p50_s": statistics.median(latencies),
             "latency_p95_s": latencies[int(0.95 * (len(latencies) - 1))], "peak_rss_mb": peak,
-            "statuses_ok": len(acks) == len(films)}
+            "not_acknowledged": len(films) - len(acks), "associations_stopped": stopped}
 
 
 def step_kill(films: list[Path], scratch: Path, associations: int) -> dict:
     spool, out, port = scratch / "spool-kill", scratch / "kill.csv", free_port()
-    server = Server(spool, out, port).start()
+    server = Server(spool, out, port, scratch / "kill.log").start()
     acks: dict[str, float] = {}
     stop = threading.Event()
     sending = threading.Thread(target=send_films, args=(port, films, associations, acks, stop))
@@ -278,8 +286,10 @@ def step_kill(films: list[Path], scratch: Path, associations: int) -> dict:
 
 
 def markdown(report: dict) -> str:
-    run, serve, kill = report["run"], report["serve"], report["kill"]
-    share = serve["films_per_s"] / run["films_per_s"]
+    run, after, serve, kill = report["run"], report["run_after"], report["serve"], report["kill"]
+    run_rate = (run["films_per_s"] + after["films_per_s"]) / 2
+    share = serve["films_per_s"] / run_rate
+    stopped = serve["associations_stopped"]
     return "\n".join([
         "# `xscreen serve` under load (`benchmarks/serve_load.py`)",
         "",
@@ -291,9 +301,14 @@ def markdown(report: dict) -> str:
         "",
         "| what | films | films/s | arrival-to-row p50 | p95 | peak RSS of the server |",
         "|---|---|---|---|---|---|",
-        f"| `xscreen run` on the same files | {run['films']:,} | {run['films_per_s']:.1f} | - | - | - |",
-        f"| `xscreen serve` | {serve['films']:,} | {serve['films_per_s']:.1f} ({100 * share:.0f} % of run) | "
+        *(f"| `xscreen run` on the same files, {when} serve | {r['films']:,} | {r['films_per_s']:.1f} | - | - | - |"
+          for when, r in (("before", run), ("after", after))),
+        f"| `xscreen serve` | {serve['films']:,} | {serve['films_per_s']:.1f} "
+        f"({100 * share:.0f} % of the runs' mean) | "
         f"{serve['latency_p50_s']:.2f} s | {serve['latency_p95_s']:.2f} s | {serve['peak_rss_mb']:.0f} MB |",
+        "",
+        f"Senders: {serve['not_acknowledged']} of {report['films']:,} films not acknowledged"
+        + (f" (associations that stopped early: {'; '.join(stopped)})." if stopped else "."),
         "",
         f"Kill -9 once {kill['acknowledged']:,} films were acknowledged ({kill['rows_at_kill']:,} had rows, "
         f"{kill['spooled_at_kill']:,} were in the spool), then the same command again: "
@@ -330,8 +345,10 @@ def main() -> None:
                   "command": f"nice -n 10 python benchmarks/serve_load.py --films {args.films}",
                   "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "machine": _machine(), "hardware": hardware_fingerprint()}
+        # run before and after serve: the machine is shared, the two runs bracket its load
         for name, step in (("run", lambda: step_run(scratch / "films", scratch)),
                            ("serve", lambda: step_serve(films, scratch, args.associations)),
+                           ("run_after", lambda: step_run(scratch / "films", scratch)),
                            ("kill", lambda: step_kill(films, scratch, args.associations))):
             started = time.monotonic()
             report[name] = step()

@@ -485,3 +485,11 @@ def test_tls_with_client_certificates(tmp_path, scoped_model):
         no_cert = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca[0]))  # no client certificate
         refused = ae.associate("127.0.0.1", port, ae_title="XSCREEN", tls_args=(no_cert, "127.0.0.1"))
         assert not refused.is_established
+
+
+def test_send_to_is_parsed_or_refused_with_the_expected_form():
+    assert Destination.parse("PACS@10.0.0.5:104") == Destination("PACS", "10.0.0.5", 104)
+    assert Destination.parse("PACS@[::1]:11112") == Destination("PACS", "::1", 11112)
+    for bad in ("PACS@host", "10.0.0.5:104", "PACS@host:0", "A" * 17 + "@h:104"):
+        with pytest.raises(ValueError, match="AE@HOST:PORT"):
+            Destination.parse(bad)

@@ -52,7 +52,7 @@ def _common_options(command):
         click.option("--send-to", callback=_parse_destination, metavar="AE@HOST:PORT",
                      help="Send a DICOM Structured Report per screened film to this node (the PACS)."),
         click.option("--send-heatmaps", is_flag=True,
-                     help="With --send-to: also a secondary capture of the film under its heatmap."),
+                     help="With --send-to: also a secondary capture of each flagged film under its heatmap."),
         click.option("--ae-title", default=DEFAULT_AE_TITLE, show_default=True, help="This node's AE title."),
         click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="TLS: this node's certificate (PEM); with --tls-key."),

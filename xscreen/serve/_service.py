@@ -24,7 +24,8 @@ log = logging.getLogger("xscreen.serve")
 
 
 class ResultPublisher:
-    """``on_screened`` for the screener: an SR (and a heatmap capture) per screened DICOM film, into the outbox."""
+    """``on_screened`` for the screener: an SR per screened DICOM film, into the outbox; with ``heatmaps``, also
+    a heatmap capture of each film flagged for review (drawing one costs about 25 inferences: not for every film)."""
 
     def __init__(self, sender: ResultSender, model: ScreeningModel, *, heatmaps: bool) -> None:
         self.sender = sender
@@ -40,7 +41,7 @@ class ResultPublisher:
             try:
                 source = read_source_header(result.path)
                 self.sender.enqueue(screening_report(source, result, self.model))
-                if self.heatmaps and result.heatmap is not None:
+                if self.heatmaps and result.heatmap is not None and result.flag is not False:
                     self.sender.enqueue(heatmap_capture(source, result, self.model))
             except Exception as exc:  # one film's result object must not stop screening the others
                 log.error("no result object for %s: %s", column["sop_instance_uid"], exc)
