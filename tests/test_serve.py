@@ -493,3 +493,13 @@ def test_send_to_is_parsed_or_refused_with_the_expected_form():
     for bad in ("PACS@host", "10.0.0.5:104", "PACS@host:0", "A" * 17 + "@h:104"):
         with pytest.raises(ValueError, match="AE@HOST:PORT"):
             Destination.parse(bad)
+
+
+def test_one_spool_one_receiver(tmp_path, scoped_model):
+    from xscreen.serve import SpoolInUseError
+
+    with serving(tmp_path, scoped_model):
+        with pytest.raises(SpoolInUseError, match="another running xscreen serve"):
+            build_service(scoped_model, tmp_path / "other.csv", spool=tmp_path / "spool", port=0)
+    service, _ = build_service(scoped_model, tmp_path / "other.csv", spool=tmp_path / "spool", port=0)  # free again
+    service.close()

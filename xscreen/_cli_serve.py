@@ -18,7 +18,7 @@ import click
 from ._options import backend_option, labels_option, model_option, rename_option
 from .cli import CommandError, open_model
 from .runtime import OUTPUT_SUFFIXES, OutputInUseError, ResumeError
-from .serve import Destination, MissingServeError, TlsFiles, require_serve_extra
+from .serve import Destination, MissingServeError, SpoolInUseError, TlsFiles, require_serve_extra
 from .serve._scp import DEFAULT_AE_TITLE, DEFAULT_MAX_ASSOCIATIONS, DEFAULT_MAX_INSTANCE_MB, DEFAULT_PORT
 from .serve._spool import DEFAULT_MIN_FREE_MB
 from .serve._watch import DEFAULT_POLL_S, DEFAULT_SETTLE_S
@@ -106,10 +106,12 @@ def _open(model_path, labels, rename, backend, threads, **service_options):
     try:
         service, spooled = build_service(model, **service_options)
         queued = service.start(spooled)
-    except (ResumeError, OutputInUseError) as exc:
+    except (ResumeError, OutputInUseError, SpoolInUseError) as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:  # the port is taken, the spool cannot be created
-        raise CommandError(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}") from None
+        where = exc.filename or (f"{service_options['host']}:{service_options['port']}" if "port" in service_options
+                                 else service_options["out"])
+        raise CommandError(f"{where}: {exc.strerror or exc}") from None
     if queued:
         log.info("%d films received before a restart and not screened yet: screening them first", queued)
     return service

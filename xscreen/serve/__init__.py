@@ -13,7 +13,7 @@ from ._scp import STORAGE_CLASSES, DicomReceiver, TlsFiles
 from ._screener import IDENTIFIER_COLUMNS, UID_COLUMNS, ArrivalScreener, instance_columns
 from ._send import Destination, ResultSender
 from ._service import ResultPublisher, ScreeningService, build_service
-from ._spool import Spool, SpoolFullError, instance_name, write_durably
+from ._spool import Spool, SpoolFullError, SpoolInUseError, instance_name, write_durably
 from ._watch import FolderWatcher
 
 SERVE_EXTRA = "pip install 'xscreen[serve]'"
@@ -48,6 +48,7 @@ __all__ = [
     "ScreeningService",
     "Spool",
     "SpoolFullError",
+    "SpoolInUseError",
     "TlsFiles",
     "build_service",
     "instance_columns",

@@ -76,6 +76,8 @@ class ScreeningService:
         self.screener.close()
         if self.sender is not None:
             self.sender.close()
+        if self.receiver is not None:
+            self.receiver.spool.close()
 
     def __enter__(self) -> ScreeningService:
         return self

@@ -21,11 +21,21 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # not on a POSIX system
+    fcntl = None
+
 INSTANCE_SUFFIX = ".dcm"
 INCOMING = ".incoming"  # temporary files being written; never screened
 OUTBOX = "outbox"  # results waiting to be sent (--send-to)
+LOCK = ".lock"  # held by the one process using the spool
 DEFAULT_MIN_FREE_MB = 64  # refuse instances when the spool's disk would have less left than this
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+class SpoolInUseError(ValueError):
+    """Another xscreen serve holds the spool: two receivers would screen its films twice."""
 
 
 class SpoolFullError(OSError):
@@ -77,6 +87,20 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _lock(path: Path) -> int | None:
+    """An exclusive lock on ``path`` for as long as this process lives (the kernel drops it on any exit)."""
+    if fcntl is None:  # not POSIX: not locked
+        return None
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise SpoolInUseError(f"{path.parent} is the spool of another running xscreen serve: "
+                              "stop it, or choose another --spool") from None
+    return fd
+
+
 class Spool:
     """The folder of received instances (``DIR/*.dcm``) and of results waiting to be sent (``DIR/outbox``)."""
 
@@ -85,9 +109,16 @@ class Spool:
         self.outbox = self.folder / OUTBOX
         self.min_free = int(min_free_mb * 1024 * 1024)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock(self.folder / LOCK)
         self.outbox.mkdir(exist_ok=True)
         for tmp in (self.folder / INCOMING).glob("*.tmp"):  # torn writes of a killed run: never acknowledged
             tmp.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Release the spool for another process."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def path_for(self, sop_instance_uid: str) -> Path:
         return self.folder / instance_name(sop_instance_uid)
