@@ -9,11 +9,14 @@ Films: the full-resolution JPEGs of ``../shared/data/fullres`` (1-2k px) wrapped
 as DICOM DX films (JPEG Baseline transfer syntax, chest PA tags, a new SOP Instance UID per copy),
 repeated to ``--films``. Steps, each timed apart:
 
-* ``run``: ``xscreen run`` (the library call, model loaded before the clock starts) on the folder of films;
+* ``run``: ``xscreen run`` (the library call, model loaded before the clock starts) on the folder of films,
+  before and again after ``serve`` (the machine is shared: the two bracket its load);
 * ``serve``: ``xscreen serve`` in its own process with the bundled model; the films sent by
   pynetdicom over ``--associations`` concurrent associations; films/s from the first C-STORE to
   the last row; latency from each C-STORE's acknowledgement to its row appearing in the result
   file (polled every 50 ms); peak RSS of the server (``VmHWM``);
+* ``trickle``: a fresh server; ``--trickle`` films sent one at a time, ``--every`` seconds apart (an
+  X-ray unit rather than a burst), for the latency of a film that does not wait in a queue;
 * ``kill``: a fresh spool; the same sending, ``kill -9`` of the server once half the films are
   acknowledged, the same command again; then every acknowledged film must have exactly one row.
 
@@ -251,6 +254,28 @@ def step_serve(films: list[Path], scratch: Path, associations: int) -> dict:
             "not_acknowledged": len(films) - len(acks), "associations_stopped": stopped}
 
 
+def step_trickle(films: list[Path], scratch: Path, every_s: float) -> dict:
+    """Films one at a time, ``every_s`` apart (an X-ray unit, not a burst): latency without a queue."""
+    out, port = scratch / "trickle.csv", free_port()
+    server = Server(scratch / "spool-trickle", out, port, scratch / "trickle.log").start()
+    watcher = RowWatcher(out)
+    watcher.start()
+    acks: dict[str, float] = {}
+    try:
+        for film in films:
+            started = time.monotonic()
+            send_films(port, [film], 1, acks)
+            time.sleep(max(0.0, every_s - (time.monotonic() - started)))
+        while len(watcher.seen) < len(acks):
+            time.sleep(0.05)
+    finally:
+        watcher.stop()
+        server.stop()
+    latencies = sorted(watcher.seen[uid] - acks[uid] for uid in acks)
+    return {"films": len(acks), "every_s": every_s, "latency_p50_s": statistics.median(latencies),
+            "latency_p95_s": latencies[int(0.95 * (len(latencies) - 1))]}
+
+
 def step_kill(films: list[Path], scratch: Path, associations: int) -> dict:
     spool, out, port = scratch / "spool-kill", scratch / "kill.csv", free_port()
     server = Server(spool, out, port, scratch / "kill.log").start()
@@ -307,6 +332,12 @@ def markdown(report: dict) -> str:
         f"({100 * share:.0f} % of the runs' mean) | "
         f"{serve['latency_p50_s']:.2f} s | {serve['latency_p95_s']:.2f} s | {serve['peak_rss_mb']:.0f} MB |",
         "",
+        f"One film at a time, every {report['trickle']['every_s']:.0f} s ({report['trickle']['films']} films, "
+        "a fresh server): arrival-to-row "
+        f"**p50 {report['trickle']['latency_p50_s']:.2f} s, p95 {report['trickle']['latency_p95_s']:.2f} s**. "
+        f"In the burst above all {serve['films']:,} films arrive within {serve['sending_s']:.0f} s, faster than "
+        "they can be screened, so its latency is mostly the wait in the queue.",
+        "",
         f"Senders: {serve['not_acknowledged']} of {report['films']:,} films not acknowledged"
         + (f" (associations that stopped early: {'; '.join(stopped)})." if stopped else "."),
         "",
@@ -334,6 +365,8 @@ def main() -> None:
     parser.add_argument("--films", type=int, default=1000)
     parser.add_argument("--associations", type=int, default=4)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--trickle", type=int, default=20, help="Films sent one at a time for the latency step.")
+    parser.add_argument("--every", type=float, default=2.0, help="Seconds between those films.")
     parser.add_argument("--conditions", default="", help="A sentence on the machine's load, for the report.")
     args = parser.parse_args()
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # the probes while the server starts
@@ -349,12 +382,13 @@ def main() -> None:
         for name, step in (("run", lambda: step_run(scratch / "films", scratch)),
                            ("serve", lambda: step_serve(films, scratch, args.associations)),
                            ("run_after", lambda: step_run(scratch / "films", scratch)),
+                           ("trickle", lambda: step_trickle(films[:args.trickle], scratch, args.every)),
                            ("kill", lambda: step_kill(films, scratch, args.associations))):
             started = time.monotonic()
             report[name] = step()
             print(f"{name}: {json.dumps(report[name])} ({time.monotonic() - started:.0f} s)", flush=True)
-    report["conditions"] = (args.conditions or "") + (
-        f" Load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after.").strip()
+    report["conditions"] = (f"{args.conditions} Load average (1 min) {load_before:.1f} before, "
+                            f"{os.getloadavg()[0]:.1f} after.").strip()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve_load.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "serve_load.md").write_text(markdown(report))
