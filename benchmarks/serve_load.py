@@ -112,11 +112,12 @@ class Server:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(self.command, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.process.poll() is None:
             if self.answers_echo():
                 return self
             time.sleep(0.2)
-        raise RuntimeError("xscreen serve did not start listening")
+        tail = self.log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"xscreen serve did not start listening (exit status {self.process.poll()}):\n{tail}")
 
     def answers_echo(self) -> bool:
         """A C-ECHO, not a bare TCP connect: that would hold an association slot until its ARTIM timeout."""
