@@ -503,3 +503,21 @@ def test_one_spool_one_receiver(tmp_path, scoped_model):
             build_service(scoped_model, tmp_path / "other.csv", spool=tmp_path / "spool", port=0)
     service, _ = build_service(scoped_model, tmp_path / "other.csv", spool=tmp_path / "spool", port=0)  # free again
     service.close()
+
+
+def test_watch_draws_heatmaps_of_flagged_films(tmp_path):
+    from conftest import cli_runner, save_png
+
+    from xscreen.cli import main
+
+    folder = tmp_path / "share"
+    folder.mkdir()
+    save_png(folder / "covid.png", film(200))  # flagged: not healthy
+    save_png(folder / "healthy.png", film(20))
+    args = ["watch", str(folder), "--once", "--settle", "0", "--out", str(tmp_path / "results.csv"),
+            "--model", str(SCOPED_FP32_TFLITE), "--heatmaps", str(tmp_path / "maps"), "-q"]
+    result = cli_runner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "maps").iterdir()] == ["covid.png.heatmap.png"]
+    inside = cli_runner().invoke(main, [*args[:-3], "--heatmaps", str(folder / "maps")])
+    assert inside.exit_code == 2 and "inside" in inside.output + (inside.stderr or "")

@@ -17,6 +17,7 @@ import click
 
 from ._options import backend_option, labels_option, model_option, rename_option
 from .cli import CommandError, open_model
+from .report import ReportOptionError
 from .runtime import OUTPUT_SUFFIXES, OutputInUseError, ResumeError
 from .serve import Destination, MissingServeError, SpoolInUseError, TlsFiles, require_serve_extra
 from .serve._scp import DEFAULT_AE_TITLE, DEFAULT_MAX_ASSOCIATIONS, DEFAULT_MAX_INSTANCE_MB, DEFAULT_PORT
@@ -53,6 +54,9 @@ def _common_options(command):
                      help="Send a DICOM Structured Report per screened film to this node (the PACS)."),
         click.option("--send-heatmaps", is_flag=True,
                      help="With --send-to: also a secondary capture of each flagged film under its heatmap."),
+        click.option("--heatmaps", "heatmap_dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Write a heatmap PNG of each flagged film into this folder."),
+        click.option("--heatmaps-all", is_flag=True, help="With --heatmaps: a PNG for every screened film."),
         click.option("--ae-title", default=DEFAULT_AE_TITLE, show_default=True, help="This node's AE title."),
         click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="TLS: this node's certificate (PEM); with --tls-key."),
@@ -106,7 +110,7 @@ def _open(model_path, labels, rename, backend, threads, **service_options):
     try:
         service, spooled = build_service(model, **service_options)
         queued = service.start(spooled)
-    except (ResumeError, OutputInUseError, SpoolInUseError) as exc:
+    except (ResumeError, OutputInUseError, SpoolInUseError, ReportOptionError) as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:  # the port is taken, the spool cannot be created
         where = exc.filename or (f"{service_options['host']}:{service_options['port']}" if "port" in service_options
@@ -133,8 +137,8 @@ def _open(model_path, labels, rename, backend, threads, **service_options):
 @_common_options
 def serve(spool: Path, host: str, port: int, allow, max_associations: int, max_instance_mb: float,
           min_free_mb: float, model_path, labels, rename, backend, out: Path, send_to, send_heatmaps: bool,
-          ae_title: str, tls_cert, tls_key, tls_ca, keep_identifiers: bool, threads, workers, batch_size,
-          no_scope_check: bool, quiet: bool) -> None:
+          heatmap_dir, heatmaps_all: bool, ae_title: str, tls_cert, tls_key, tls_ca, keep_identifiers: bool,
+          threads, workers, batch_size, no_scope_check: bool, quiet: bool) -> None:
     """Receive films over DICOM (C-ECHO, C-STORE of CR, DX and secondary capture) and screen each one.
 
     Every film is written to --spool before it is acknowledged, then screened like xscreen run
@@ -146,7 +150,8 @@ def serve(spool: Path, host: str, port: int, allow, max_associations: int, max_i
                     ae_title=ae_title, allow=allow, max_associations=max_associations,
                     max_instance_mb=max_instance_mb, min_free_mb=min_free_mb, tls=tls, send_to=send_to,
                     send_heatmaps=send_heatmaps, keep_identifiers=keep_identifiers, batch_size=batch_size,
-                    workers=workers, scope_check=not no_scope_check)
+                    workers=workers, scope_check=not no_scope_check, heatmap_dir=heatmap_dir,
+                    heatmaps_all=heatmaps_all)
     try:
         _until_stopped(service)
     finally:
@@ -166,8 +171,9 @@ def serve(spool: Path, host: str, port: int, allow, max_associations: int, max_i
 @click.option("--follow-symlinks", is_flag=True, help="Enter symlinked folders and files pointing outside FOLDER.")
 @_common_options
 def watch(folder: Path, settle: float, poll: float, once: bool, follow_symlinks: bool, model_path, labels, rename,
-          backend, out: Path, send_to, send_heatmaps: bool, ae_title: str, tls_cert, tls_key, tls_ca,
-          keep_identifiers: bool, threads, workers, batch_size, no_scope_check: bool, quiet: bool) -> None:
+          backend, out: Path, send_to, send_heatmaps: bool, heatmap_dir, heatmaps_all: bool, ae_title: str,
+          tls_cert, tls_key, tls_ca, keep_identifiers: bool, threads, workers, batch_size, no_scope_check: bool,
+          quiet: bool) -> None:
     """Screen each film that appears in FOLDER (recursively) once it is complete, across restarts.
 
     Same rows as xscreen run (plus DICOM UIDs); results to --send-to wait in .OUT.outbox (next to OUT) until sent.
@@ -179,7 +185,8 @@ def watch(folder: Path, settle: float, poll: float, once: bool, follow_symlinks:
     service = _open(model_path, labels, rename, backend, threads, out=out, ae_title=ae_title, tls=tls,
                     send_to=send_to, send_heatmaps=send_heatmaps, keep_identifiers=keep_identifiers,
                     batch_size=batch_size, workers=workers, scope_check=not no_scope_check,
-                    outbox=out.with_name(f".{out.name}.outbox"))  # hidden: never watched
+                    outbox=out.with_name(f".{out.name}.outbox"),  # hidden: never watched
+                    heatmap_dir=heatmap_dir, heatmaps_all=heatmaps_all, watched=folder)
     watcher = FolderWatcher(folder, service.screener, settle_s=settle, poll_s=poll, follow_symlinks=follow_symlinks)
     try:
         if once:

@@ -16,7 +16,7 @@ from ._scp import (
     DicomReceiver,
     TlsFiles,
 )
-from ._screener import ArrivalScreener
+from ._screener import ArrivalScreener, OnScreened
 from ._send import Destination, ResultSender
 from ._spool import DEFAULT_MIN_FREE_MB, Spool
 
@@ -47,14 +47,27 @@ class ResultPublisher:
                 log.error("no result object for %s: %s", column["sop_instance_uid"], exc)
 
 
+def _each(callbacks: list) -> OnScreened | None:
+    """One ``on_screened`` calling every callback in turn (None: none)."""
+    if not callbacks:
+        return None
+
+    def on_screened(results: list[ScreeningResult], columns: list[dict[str, str]]) -> None:
+        for callback in callbacks:
+            callback(results, columns)
+    return on_screened
+
+
 class ScreeningService:
-    """A receiver (or nothing, for watch), a screener and an optional sender, started and stopped together."""
+    """A receiver (or nothing, for watch), a screener, an optional sender and heatmap renderer, started and
+    stopped together."""
 
     def __init__(self, screener: ArrivalScreener, sender: ResultSender | None = None,
-                 receiver: DicomReceiver | None = None) -> None:
+                 receiver: DicomReceiver | None = None, renderer=None) -> None:
         self.screener = screener
         self.sender = sender
         self.receiver = receiver
+        self.renderer = renderer
 
     def start(self, pending: Sequence[str | os.PathLike] = ()) -> int:
         """Start everything; the ``pending`` files without a row are screened first. Returns how many."""
@@ -74,6 +87,8 @@ class ScreeningService:
         if self.receiver is not None:
             self.receiver.stop()
         self.screener.close()
+        if self.renderer is not None:
+            self.renderer.close()
         if self.sender is not None:
             self.sender.close()
         if self.receiver is not None:
@@ -93,21 +108,35 @@ def build_service(model: ScreeningModel, out: str | os.PathLike, *, spool: str |
                   tls: TlsFiles | None = None, send_to: Destination | None = None, send_heatmaps: bool = False,
                   keep_identifiers: bool = False, batch_size: int | None = None, workers: int | None = None,
                   scope_check: bool = True, outbox: str | os.PathLike | None = None,
-                  ) -> tuple[ScreeningService, list[Path]]:
+                  heatmap_dir: str | os.PathLike | None = None, heatmaps_all: bool = False,
+                  watched: str | os.PathLike | None = None) -> tuple[ScreeningService, list[Path]]:
     """The service for ``xscreen serve`` (``spool`` given: a DICOM receiver) or ``xscreen watch`` (no spool;
-    ``outbox`` for results to send). Returns it with the files already spooled (screened first if without a row)."""
+    ``watched`` the folder, ``outbox`` for results to send). ``heatmap_dir``: a heatmap PNG of each flagged
+    film there (every screened film with ``heatmaps_all``), as ``xscreen run --heatmaps`` draws them.
+    Returns it with the files already spooled (screened first if without a row). Raises the report
+    package's ReportOptionError for a model without heatmaps or a heatmap folder inside the watched one."""
     spooled = Spool(spool, min_free_mb=min_free_mb) if spool is not None else None
     sender = None
     if send_to is not None:
         box = spooled.outbox if spooled is not None else Path(outbox)
         box.mkdir(parents=True, exist_ok=True)
         sender = ResultSender(box, send_to, ae_title=ae_title, tls=tls.client_context() if tls else None)
+    renderer = None
+    callbacks = [ResultPublisher(sender, model, heatmaps=send_heatmaps)] if sender else []
+    if heatmap_dir is not None:
+        from ..report import FilmRenderer, check_run_outputs
+
+        root = Path(watched if watched is not None else spool)
+        check_run_outputs(root, Path(out), model, heatmap_dir=Path(heatmap_dir), every_film=heatmaps_all,
+                          report=None)
+        renderer = FilmRenderer(heatmap_dir=Path(heatmap_dir), root=root.resolve(), every_film=heatmaps_all)
+        callbacks.append(lambda results, columns: renderer(results))
     screener = ArrivalScreener(
         model, out, keep_identifiers=keep_identifiers, batch_size=batch_size, workers=workers,
-        scope_check=scope_check, heatmaps=send_heatmaps and model.has_heatmaps,
-        on_screened=ResultPublisher(sender, model, heatmaps=send_heatmaps) if sender else None)
+        scope_check=scope_check, heatmaps=model.has_heatmaps and (send_heatmaps or heatmap_dir is not None),
+        on_screened=_each(callbacks))
     receiver = None
     if spooled is not None:
         receiver = DicomReceiver(spooled, screener, host=host, port=port, ae_title=ae_title, allow=allow,
                                  max_associations=max_associations, max_instance_mb=max_instance_mb, tls=tls)
-    return ScreeningService(screener, sender, receiver), list(spooled.instances()) if spooled else []
+    return ScreeningService(screener, sender, receiver, renderer), list(spooled.instances()) if spooled else []
