@@ -241,9 +241,13 @@ def test_kill_9_then_restart_screens_every_acknowledged_film_once(tmp_path):
                "--batch-size", "1", "-q"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), *sys.path])}
 
+    log = tmp_path / "serve.log"
+
     def start():
-        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: _listening(port), what="xscreen serve to listen")
+        with open(log, "a") as err:
+            process = subprocess.Popen(command, env=env, stderr=err)
+        wait_for(lambda: _listening(port) or process.poll() is not None, what="xscreen serve to listen")
+        assert process.poll() is None, log.read_text()
         return process
 
     process = start()
@@ -259,16 +263,16 @@ def test_kill_9_then_restart_screens_every_acknowledged_film_once(tmp_path):
     before = len(read_rows(tmp_path / "results.csv"))
     process = start()
     try:
-        wait_for(lambda: len(read_rows(tmp_path / "results.csv")) >= len(acknowledged), timeout=60,
-                 what="every film's row")
+        wait_for(lambda: len(read_rows(tmp_path / "results.csv")) >= len(acknowledged), timeout=90,
+                 what=f"every film's row (server log: {log.read_text()[-1000:]})")
         time.sleep(0.5)  # a duplicate would come now
         rows = read_rows(tmp_path / "results.csv")
     finally:
         process.terminate()
-        process.wait(20)
+        process.wait(60)
     uids = [r["sop_instance_uid"] for r in rows]
     assert sorted(uids) == sorted(acknowledged), f"{before} rows before the restart"
-    assert process.returncode == 0
+    assert process.returncode == 0, log.read_text()
 
 
 def _listening(port: int) -> bool:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 from ..runtime import ScreeningModel, ScreeningResult
@@ -157,22 +157,30 @@ class ArrivalScreener:
             log.error("screening stopped: %s", exc)
 
     def _screen(self, chunk: Sequence[str]) -> None:
-        for batch in screen_batches(chunk, self.model, batch_size=self.batch_size, workers=self.workers,
-                                    heatmaps=self.heatmaps, scope_check=self.scope_check):
-            columns = [instance_columns(r.path, self.keep_identifiers) for r in batch]
-            if self.on_screened is not None:
-                self.on_screened(batch, columns)
-            self._writer.write(batch, columns)
-            now = time.monotonic()
-            with self._lock:
-                for result in batch:
-                    self._writer.done.add(result.path)
-                    self._queued.discard(result.path)
-                    self.latencies.append(now - self.arrived.pop(result.path, now))
-            self.summary.add(batch)
-            for result, column in zip(batch, columns):
-                log.info("screened %s: %s", column.get("sop_instance_uid") or Path(result.path).name,
-                         _outcome(result))
+        batches = screen_batches(chunk, self.model, batch_size=self.batch_size, workers=self.workers,
+                                 heatmaps=self.heatmaps, scope_check=self.scope_check)
+        with closing(batches):  # on close, the rest of the chunk stays without a row: screened at the next start
+            for batch in batches:
+                self._record(batch)
+                if self._closing.is_set():
+                    return
+
+    def _record(self, batch: list[ScreeningResult]) -> None:
+        """Write one batch's rows (after ``on_screened``), mark its files done, log them."""
+        columns = [instance_columns(r.path, self.keep_identifiers) for r in batch]
+        if self.on_screened is not None:
+            self.on_screened(batch, columns)
+        self._writer.write(batch, columns)
+        now = time.monotonic()
+        with self._lock:
+            for result in batch:
+                self._writer.done.add(result.path)
+                self._queued.discard(result.path)
+                self.latencies.append(now - self.arrived.pop(result.path, now))
+        self.summary.add(batch)
+        for result, column in zip(batch, columns):
+            log.info("screened %s: %s", column.get("sop_instance_uid") or Path(result.path).name,
+                     _outcome(result))
 
 
 def _outcome(result: ScreeningResult) -> str:
