@@ -2,7 +2,8 @@
 
 Exit codes, for every command: 0 done; 1 with ``--strict`` when a file failed; 2 bad usage, bad
 model file or missing extra (a one-line message, never a traceback: raise :class:`CommandError`).
-New commands are ``@main.command()`` functions appended at the end of this file.
+New commands are ``@main.command()`` functions appended at the end of this file, or commands of their
+own module registered at its end (``serve``, ``watch``).
 """
 
 from __future__ import annotations
@@ -583,3 +584,9 @@ def report_command(results: Path, out: Path | None, model_path: Path | None, lab
         console.print(f"[yellow]note[/] {escape(line)}", highlight=False)
     console.print(f"report: {escape(str(written))} ({len(content.thumbnails):,} heatmap thumbnails)", highlight=False)
     console.print(f"[dim]{DISCLAIMER}[/]")
+
+
+from ._cli_serve import serve, watch  # noqa: E402  (their module uses CommandError and open_model from here)
+
+main.add_command(serve)
+main.add_command(watch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -192,17 +193,22 @@ def start_run(target: str | os.PathLike, model: ScreeningModel, out: str | os.Pa
 
 @contextmanager
 def open_run_output(out, model: ScreeningModel, paths: list[str], summary: RunSummary, *, resume: bool,
-                    overwrite: bool, progress: Callable[[int, int], None] | None, open_rows=None):
+                    overwrite: bool, progress: Callable[[int, int], None] | None, open_rows=None,
+                    extra: Sequence[str] = ()):
     """Lock ``out`` and open its writer for any engine; yield ``(writer, paths not in it yet)``.
 
     ``open_rows(out, labels, resume=)``: the rows of a result folder (the Ray engine's Parquet), with
-    ``done``, ``earlier`` and ``close`` like a writer; default: :func:`open_writer` on a CSV/JSONL file.
+    ``done``, ``earlier`` and ``close`` like a writer; default: :func:`open_writer` on a CSV/JSONL file,
+    with ``extra`` columns (see :func:`result_columns`).
     A file counts as done when its resolved path is in ``out``, whatever its spelling there. The rows of
     earlier runs are counted into ``summary`` (with a warning for those not in this input) and
     ``progress(0, to_do)`` is called.
     """
     folder = open_rows is not None
-    with locked_output(out, folder=folder), _writer(out, model, resume, overwrite, open_rows or open_writer) as writer:
+    if open_rows is None:
+        def open_rows(out, labels, *, resume):
+            return open_writer(out, labels, resume=resume, extra=extra)
+    with locked_output(out, folder=folder), _writer(out, model, resume, overwrite, open_rows) as writer:
         summary.add_earlier(writer.earlier)
         to_do = paths
         if writer.done:

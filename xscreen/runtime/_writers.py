@@ -12,7 +12,7 @@ import io
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ._pipeline import ScreeningResult
@@ -27,19 +27,22 @@ class ResumeError(ValueError):
     """An existing output file that cannot be resumed; the message says why and what to do."""
 
 
-def result_columns(labels: Sequence[str]) -> list[str]:
-    """CSV header: ``path,status,prediction,prob_<label>...,flag,margin,review_reason,scope_score,error``."""
+def result_columns(labels: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    """CSV header: ``path,status,prediction,prob_<label>...,flag,margin,review_reason,scope_score,error``,
+    then the ``extra`` columns of a caller that knows more about each file (``xscreen serve``: its DICOM UIDs)."""
     return ["path", "status", "prediction", *(f"prob_{label}" for label in labels), "flag", "margin",
-            "review_reason", "scope_score", "error"]
+            "review_reason", "scope_score", "error", *extra]
 
 
 class _ResultWriter:
     """Appends result rows to a file; when resuming, ``done`` holds the paths already in it and
-    ``earlier`` counts those rows by ``(status, prediction, flag)``, so a summary can cover the whole file."""
+    ``earlier`` counts those rows by ``(status, prediction, flag)``, so a summary can cover the whole file.
+    ``extra``: more columns after the standard ones, filled from the mappings given to :meth:`write`."""
 
-    def __init__(self, path: Path, labels: Sequence[str], resume: bool) -> None:
+    def __init__(self, path: Path, labels: Sequence[str], resume: bool, extra: Sequence[str] = ()) -> None:
         self.path = path
         self.labels = tuple(labels)
+        self.extra = tuple(extra)
         self.done: set[str] = set()
         self.earlier: Counter[tuple[str, str | None, bool | None]] = Counter()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,10 +59,11 @@ class _ResultWriter:
         text = complete.decode(**_ENCODING)
         return self._read_existing(text)
 
-    def write(self, results: Iterable[ScreeningResult]) -> None:
-        """Append rows and flush them to the operating system."""
-        for result in results:
-            self._write_row(result)
+    def write(self, results: Iterable[ScreeningResult], extras: Iterable[Mapping[str, str]] | None = None) -> None:
+        """Append rows and flush them to the operating system; ``extras``: one mapping per result for the
+        ``extra`` columns (a missing key is an empty cell)."""
+        for result, extra in zip(results, extras) if extras is not None else ((r, {}) for r in results):
+            self._write_row(result, extra)
         self._fh.flush()
 
     def close(self) -> None:
@@ -80,7 +84,7 @@ class _ResultWriter:
     def _start(self, fresh: bool) -> None:
         """Prepare for writing rows; ``fresh``: the file is empty."""
 
-    def _write_row(self, result: ScreeningResult) -> None:
+    def _write_row(self, result: ScreeningResult, extra: Mapping[str, str]) -> None:
         raise NotImplementedError
 
     def _read_existing(self, text: str) -> int:
@@ -92,9 +96,9 @@ class CsvResultWriter(_ResultWriter):
     def _start(self, fresh: bool) -> None:
         self._csv = csv.writer(self._fh, lineterminator="\n")
         if fresh:
-            self._csv.writerow(result_columns(self.labels))
+            self._csv.writerow(result_columns(self.labels, self.extra))
 
-    def _write_row(self, r: ScreeningResult) -> None:
+    def _write_row(self, r: ScreeningResult, extra: Mapping[str, str]) -> None:
         probs = r.probabilities
         self._csv.writerow([
             r.path, r.status, r.prediction or "",
@@ -104,6 +108,7 @@ class CsvResultWriter(_ResultWriter):
             r.review_reason or "",
             "" if r.scope_score is None else f"{r.scope_score:.{_SCORE_DECIMALS}f}",
             _one_line(r.error),
+            *(_one_line(extra.get(column)) for column in self.extra),
         ])
 
     def _read_existing(self, text: str) -> int:
@@ -113,7 +118,7 @@ class CsvResultWriter(_ResultWriter):
             header = next(reader)
         except StopIteration:
             return 0  # nothing complete yet, not even the header
-        expected = result_columns(self.labels)
+        expected = result_columns(self.labels, self.extra)
         if header != expected:
             raise ResumeError(
                 f"cannot resume {self.path}: its columns ({','.join(header)}) are not this model's "
@@ -136,7 +141,7 @@ class CsvResultWriter(_ResultWriter):
 
 
 class JsonlResultWriter(_ResultWriter):
-    def _write_row(self, r: ScreeningResult) -> None:
+    def _write_row(self, r: ScreeningResult, extra: Mapping[str, str]) -> None:
         row = {
             "path": r.path, "status": r.status, "prediction": r.prediction,
             "probabilities": None if r.probabilities is None
@@ -145,6 +150,7 @@ class JsonlResultWriter(_ResultWriter):
             "review_reason": r.review_reason,
             "scope_score": None if r.scope_score is None else round(r.scope_score, _SCORE_DECIMALS),
             "error": r.error,
+            **{column: extra.get(column) for column in self.extra},
         }
         self._fh.write(json.dumps(row) + "\n")
 
@@ -192,18 +198,19 @@ WRITERS = {".csv": CsvResultWriter, ".jsonl": JsonlResultWriter}
 OUTPUT_SUFFIXES = tuple(WRITERS)
 
 
-def open_writer(out: str | os.PathLike, labels: Sequence[str], *, resume: bool):
+def open_writer(out: str | os.PathLike, labels: Sequence[str], *, resume: bool, extra: Sequence[str] = ()):
     """Open a result file, CSV or JSONL by its suffix, for appending batches of results.
 
     ``resume=False`` starts the file afresh (replacing it). ``resume=True`` keeps its complete
     rows (truncating a torn last line from a killed run) and lists their paths in ``.done``;
     raises ResumeError when the file holds other columns or lines that are not result rows.
+    ``extra``: columns after the standard ones (see :func:`result_columns`).
     """
     out = Path(out)
     writer = WRITERS.get(out.suffix.lower())
     if writer is None:
         raise ValueError(f"unknown output format {out.suffix or '(no suffix)'!r} for {out}: use .csv or .jsonl")
-    return writer(out, labels, resume)
+    return writer(out, labels, resume, extra)
 
 
 def _one_line(text: str | None) -> str:
