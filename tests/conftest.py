@@ -152,7 +152,7 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
         "truncated.jpg": (good_jpeg[: len(good_jpeg) // 2], "truncated"),
         "truncated.png": (good_png[: len(good_png) // 2], "truncated"),
         "empty.png": (b"", "empty file"),
-        "text.png": (b"this is not an image\n", "not a PNG, JPEG or DICOM"),
+        "text.png": (b"this is not an image\n", "not a PNG, JPEG, TIFF, BMP or DICOM"),
         "bomb.png": (png_header_claiming(100_000, 100_000), "too large"),
         "oversized.png": (png_header_claiming(12_000, 12_000), "12000x12000 pixels exceeds"),
     }
