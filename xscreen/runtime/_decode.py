@@ -116,12 +116,12 @@ def sniff_format(path: str | os.PathLike) -> str | None:
         return "png"
     if head.startswith(_JPEG_MAGIC):
         return "jpeg"
+    if head[_DICOM_MAGIC_OFFSET:] == _DICOM_MAGIC:  # before TIFF: a DICOM preamble may be a TIFF header
+        return "dicom"
     if head.startswith(_TIFF_MAGICS):
         return "tiff"
     if head.startswith(_BMP_MAGIC) and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
         return "bmp"
-    if head[_DICOM_MAGIC_OFFSET:] == _DICOM_MAGIC:
-        return "dicom"
     return None
 
 
@@ -207,6 +207,7 @@ def _decode_pillow(path: Path, kind: str, size: tuple[int, int] | None, scope_ch
         with warnings.catch_warnings():
             # Our own MAX_PIXELS check below replaces Pillow's warning; Pillow still refuses >2x its limit.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data" and the like: the row says what matters
             with Image.open(path, formats=[name]) as im:
                 _check_dimensions(*im.size)
                 reason = shape_reason(*im.size) if scope_check else None
