@@ -51,7 +51,7 @@ REDUCE_GAP = 4
 # thread whose image does not fit waits until others finish (one image larger than this decodes alone).
 # With it, two 10000x11000 16-bit PNGs are screened in 0.4 GB, not 7.2 GB (benchmarks/memory_bound.py).
 DECODE_BUDGET_BYTES = 256 * 2**20
-_STRIP_PIXELS = 1 << 22  # high-bit images are scaled to 8 bits this many pixels at a time (float64: 32 MB)
+_STRIP_PIXELS = 1 << 20  # high-bit images are scaled to 8 bits this many pixels at a time (float64: 8 MB)
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp") + DICOM_EXTENSIONS
@@ -63,7 +63,7 @@ _TIFF_MAGICS = (b"II*\x00", b"MM\x00*")
 _BMP_MAGIC = b"BM"
 _BMP_HEADER_SIZES = (12, 40, 52, 56, 64, 108, 124)  # the DIB header sizes Pillow reads; "BM" alone is text
 _PILLOW_FORMATS = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP"}
-_HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_HIGH_BIT_DTYPES = {"I;16": "<u2", "I;16L": "<u2", "I;16B": ">u2", "I;16N": "=u2", "I": "=i4", "F": "=f4"}
 # EXIF Orientation -> the transpose that shows the film upright (as Pillow's ImageOps.exif_transpose).
 _ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
                 4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
@@ -213,15 +213,16 @@ def _decode_pillow(path: Path, kind: str, size: tuple[int, int] | None, scope_ch
                 reason = shape_reason(*im.size) if scope_check else None
                 if reason is not None:
                     raise OutOfScopeError(reason)
-                target = None if size is None else _stored_target(size, _orientation(im))
-                if target is not None and im.format == "JPEG":
+                if size is not None and im.format == "JPEG":
                     # Decoding at 1/2, 1/4 or 1/8 scale is the biggest saving at full resolution.
+                    target = _stored_target(size, _orientation(im))  # a JPEG's EXIF is in its header
                     im.draft("L", (target[1], target[0]))
                 with budget.hold(_decoded_bytes(im)):
                     im.load()
-                    orientation = _orientation(im)  # PNG keeps its EXIF after the pixels: read once loaded
+                    orientation = _orientation(im)  # a PNG's EXIF may follow its pixels: Pillow loads them to read it
                     target = None if size is None else _stored_target(size, orientation)
                     grey = _grey_uint8(im, _reduce_factor(im.size, target))
+                    im.close()  # free the full-size pixels before the budget lets another image in
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
@@ -269,7 +270,7 @@ def _reduce_factor(stored: tuple[int, int], target: tuple[int, int] | None) -> i
 
 def _grey_uint8(im: Image.Image, factor: int) -> np.ndarray:
     """A loaded image as grey uint8, box-reduced by ``factor``; converted to 8 bits once, strip by strip."""
-    if im.mode in _HIGH_BIT_MODES:
+    if im.mode in _HIGH_BIT_DTYPES:
         return _scaled_strips(im, factor)
     if factor > 1:
         im = im.reduce(factor) if im.mode in ("L", "LA", "RGB", "RGBA") else im.convert("RGBA").reduce(factor)
@@ -291,7 +292,10 @@ def _scaled_strips(im: Image.Image, factor: int) -> np.ndarray:
     rows = max(1, _STRIP_PIXELS // width // factor) * factor
     strips = []
     for top in range(0, height, rows):
-        values = np.asarray(im.crop((0, top, width, min(top + rows, height))), dtype=np.float64)
+        bottom = min(top + rows, height)
+        # tobytes + frombuffer: numpy's own conversion of a Pillow image holds several copies of it
+        raw = np.frombuffer(im.crop((0, top, width, bottom)).tobytes(), dtype=_HIGH_BIT_DTYPES[im.mode])
+        values = raw.reshape(bottom - top, width).astype(np.float64)
         strips.append(_scale_range(_box_mean(values, factor) if factor > 1 else values, lo, hi))
     return np.concatenate(strips)
 
