@@ -70,7 +70,8 @@ def peak_rss(src: Path, target: Path, out: Path) -> tuple[float, float, int]:
     env = {**os.environ, "PYTHONPATH": str(src)}
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "xscreen", "run", str(target), "--out", str(out), "--overwrite"],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             env=env, cwd=out.parent,  # not this checkout: `-m` puts the working folder first
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)

@@ -217,6 +217,8 @@ def _decode_pillow(path: Path, kind: str, size: tuple[int, int] | None, scope_ch
                     # Decoding at 1/2, 1/4 or 1/8 scale is the biggest saving at full resolution.
                     target = _stored_target(size, _orientation(im))  # a JPEG's EXIF is in its header
                     im.draft("L", (target[1], target[0]))
+                if im.format == "TIFF":
+                    _unswap_tiff_size(im)
                 with budget.hold(_decoded_bytes(im)):
                     im.load()
                     orientation = _orientation(im)  # a PNG's EXIF may follow its pixels: Pillow loads them to read it
@@ -246,6 +248,15 @@ def _orientation(im: Image.Image) -> int:
     except Exception:  # Pillow's EXIF parser raises many types for damaged tags
         return 1
     return value if 1 <= value <= 8 else 1
+
+
+def _unswap_tiff_size(im: Image.Image) -> None:
+    """Pillow 13 applies a TIFF's orientation while loading it, but sizes the image upright before it
+    decodes the stored rows, which garbles uncompressed films tagged 5-8: give it the stored size (its own
+    transpose then turns the film upright, and older Pillow leaves the tag for :func:`_orientation`)."""
+    stored = (im.tag_v2.get(256), im.tag_v2.get(257))  # ImageWidth, ImageLength
+    if all(isinstance(side, int) for side in stored) and im.size == stored[::-1] != stored:
+        im._size = stored
 
 
 def _stored_target(size: tuple[int, int], orientation: int) -> tuple[int, int]:
@@ -287,17 +298,20 @@ def _grey_uint8(im: Image.Image, factor: int) -> np.ndarray:
 def _scaled_strips(im: Image.Image, factor: int) -> np.ndarray:
     """A 16/32-bit or float image mapped by its own range onto 0..255 (as :func:`scale_to_uint8`), a strip
     of rows at a time so no full-size float copy exists; box-reduced by ``factor`` before scaling."""
-    lo, hi = (float(v) for v in im.getextrema())
     width, height = im.size
     rows = max(1, _STRIP_PIXELS // width // factor) * factor
-    strips = []
-    for top in range(0, height, rows):
-        bottom = min(top + rows, height)
-        # tobytes + frombuffer: numpy's own conversion of a Pillow image holds several copies of it
-        raw = np.frombuffer(im.crop((0, top, width, bottom)).tobytes(), dtype=_HIGH_BIT_DTYPES[im.mode])
-        values = raw.reshape(bottom - top, width).astype(np.float64)
-        strips.append(_scale_range(_box_mean(values, factor) if factor > 1 else values, lo, hi))
-    return np.concatenate(strips)
+
+    def strips():
+        for top in range(0, height, rows):
+            bottom = min(top + rows, height)
+            # tobytes + frombuffer: numpy's own conversion of a Pillow image holds several copies of it
+            raw = np.frombuffer(im.crop((0, top, width, bottom)).tobytes(), dtype=_HIGH_BIT_DTYPES[im.mode])
+            yield raw.reshape(bottom - top, width)
+
+    ranges = [(float(strip.min()), float(strip.max())) for strip in strips()]  # Pillow's getextrema refuses I;16B
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    return np.concatenate([_scale_range(_box_mean(strip.astype(np.float64), factor) if factor > 1 else strip, lo, hi)
+                           for strip in strips()])
 
 
 def _box_mean(values: np.ndarray, factor: int) -> np.ndarray:

@@ -23,13 +23,13 @@ MIN_PIXEL_STD = 5.0
 
 def shape_reason(width: int, height: int) -> str | None:
     """Why an image of ``width`` x ``height`` pixels cannot be a radiograph, or None."""
-    if min(width, height) < MIN_SIDE:
-        return (f"out of scope: too small to be a radiograph ({width}x{height} px; "
-                f"needs at least {MIN_SIDE} px on each side)")
-    ratio = max(width, height) / min(width, height)
+    ratio = max(width, height) / max(1, min(width, height))
     if ratio > MAX_ASPECT_RATIO:
         return (f"out of scope: too thin to be a radiograph ({width}x{height} px, sides 1:{ratio:.3g}; "
                 f"a film's are at most 1:{MAX_ASPECT_RATIO:g})")
+    if min(width, height) < MIN_SIDE:
+        return (f"out of scope: too small to be a radiograph ({width}x{height} px; "
+                f"needs at least {MIN_SIDE} px on each side)")
     return None
 
 
