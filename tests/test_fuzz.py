@@ -58,6 +58,18 @@ def test_a_damaged_model_file_is_a_model_or_one_clear_error(loader, name, ops):
     assert outcome.kind in ("ok", "clear"), (name, ops, outcome)
 
 
+# Cases fuzzing found: (seed, mutations, words of the error). The first segfaulted allocate_tensors (an int8
+# zero point of -536,871,040); the second loaded and then failed with a RuntimeError traceback when run.
+FOUND = [("brightness_int8.tflite", [(2, 711107, 98), (1, 288467, 141)], "zero point -536,871,040, outside int8"),
+         ("scoped_int8.tflite", [(1, 65436, 223), (1, 692948, 210)], "")]
+
+
+@pytest.mark.parametrize("name, ops, words", FOUND)
+def test_model_files_that_crashed_or_raised_are_one_clear_error(loader, name, ops, words):
+    outcome = loader.load(mutate(MODEL_FILES[name], ops), Path(name).suffix)
+    assert outcome.kind == "clear" and words in outcome.detail, outcome
+
+
 @pytest.mark.parametrize("name", sorted(MODEL_FILES))
 def test_truncated_model_files_are_one_clear_error(loader, name):
     data = MODEL_FILES[name]

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ._contract import METADATA_KEY, ModelContractError
+from ._tflite_check import check_tflite_graph
 from ._tflite_metadata import TFLiteFormatError, read_tflite_metadata
 
 
@@ -179,6 +180,7 @@ class TFLiteEngine:
     def __init__(self, module, path: Path, model: bytes, threads: int) -> None:
         try:
             entries = read_tflite_metadata(model)
+            check_tflite_graph(model)  # a damaged graph can crash the interpreter: refuse it before
         except TFLiteFormatError as exc:
             raise ModelContractError(f"{path} is not a usable TFLite model: {exc}") from exc
         self.metadata = entries.get(METADATA_KEY)
