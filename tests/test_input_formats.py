@@ -191,6 +191,7 @@ def test_a_tiny_dicom_is_too_small(tmp_path):
     assert decode_radiograph(path, (32, 32)).shape == (32, 32)
 
 
+@pytest.mark.data
 @pytest.mark.skipif(not (DATA / "fullres").is_dir(), reason=f"real X-rays not present at {DATA}")
 def test_no_real_frontal_film_is_called_degenerate():
     films = sorted((DATA / "fullres").rglob("*.jpeg")) + sorted((DATA / "nih").rglob("*.jpg"))[::4]
