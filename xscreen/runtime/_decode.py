@@ -44,12 +44,13 @@ RESAMPLE = Image.Resampling.BILINEAR
 
 # Images larger than this are box-reduced before they are squashed to the model's size (Pillow cannot
 # decode PNG or TIFF at reduced scale as it does JPEG), to at least REDUCE_GAP times the model's size per
-# side. Films up to this size (every real film we have: the largest is 2,916 px a side) keep today's pixels.
+# side. Films up to this size (every real film we have: the largest is 2,553 px a side, 5.9 M pixels) keep
+# the pixels they had before the reduction existed.
 REDUCE_ABOVE_PIXELS = 25_000_000
 REDUCE_GAP = 4
 # Bytes of decoded full-size pixels in memory at once, over every decoding thread of the process: a
 # thread whose image does not fit waits until others finish (one image larger than this decodes alone).
-# With it, two 10000x11000 16-bit PNGs are screened in 0.4 GB, not 7.2 GB (benchmarks/memory_bound.py).
+# With it, two 10000x11000 16-bit PNGs are screened in 301 MB, not 6,647 MB (benchmarks/memory_bound.py).
 DECODE_BUDGET_BYTES = 256 * 2**20
 _STRIP_PIXELS = 1 << 20  # high-bit images are scaled to 8 bits this many pixels at a time (float64: 8 MB)
 

@@ -3,9 +3,9 @@
 These are the cheap and certain checks of the scope check (``xscreen run`` without ``--no-scope-check``):
 geometry from the file's header, before its pixels are decoded, and the pixel spread of the decoded film.
 The limits sit far outside every real frontal film we have (``benchmarks/input_limits.py`` over the
-cxr3, nih and fullres folders, 11,626 films: smallest side 224 px, largest aspect ratio 1.56 (long/short),
-lowest pixel std 19.7 of 255, figures in ``benchmarks/results/input_limits.md``), so no real film is
-lost; the model's image score judges everything subtler.
+cxr3, nih and fullres folders, 11,626 films: smallest side 224 px, largest aspect ratio 1.99 (long/short),
+lowest pixel std 14.1 of 255, 1st percentile 25.9; ``benchmarks/results/input_limits.md``), so no real
+film is lost; the model's image score judges everything subtler.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 # Smallest side a radiograph can have: the real films' smallest is 224 px (cxr3, already downsized);
 # 32 still admits the 64-px thumbnails of public chest sets (MedMNIST), with nothing left of a film below.
 MIN_SIDE = 32
-# Long side / short side: detector plates are 1:1 to 1:1.25 (real films: at most 1.56); 3:1 is a strip.
+# Long side / short side: detector plates are 1:1 to 1:1.25 (real films: at most 1.99); 3:1 is a strip.
 MAX_ASPECT_RATIO = 3.0
-# Pixel standard deviation (0..255) of the film at model size: real films have at least 19.7.
+# Pixel standard deviation (0..255) of the film at model size: real films have at least 14.1.
 MIN_PIXEL_STD = 5.0
 
 
