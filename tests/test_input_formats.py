@@ -297,3 +297,11 @@ def test_an_image_larger_than_the_whole_budget_still_decodes_alone():
     for t in threads:
         t.join(5)
     assert sorted(in_use for _, in_use in order) == [1000, 1000, 1000]  # one at a time, never refused
+
+
+def test_a_float_tiff_with_nan_is_an_error_not_garbage(tmp_path):
+    values = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (2000, 1))  # two strips
+    values[1500, 3] = np.nan
+    Image.fromarray(values, mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(_decode.DecodeError, match="not finite numbers"):
+        decode_radiograph(tmp_path / "nan.tif")

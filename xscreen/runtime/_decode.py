@@ -310,6 +310,8 @@ def _scaled_strips(im: Image.Image, factor: int) -> np.ndarray:
             yield raw.reshape(bottom - top, width)
 
     ranges = [(float(strip.min()), float(strip.max())) for strip in strips()]  # Pillow's getextrema refuses I;16B
+    if not all(math.isfinite(v) for r in ranges for v in r):
+        raise DecodeError("pixel values are not finite numbers (NaN or infinity): not an image")
     lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
     return np.concatenate([_scale_range(_box_mean(strip.astype(np.float64), factor) if factor > 1 else strip, lo, hi)
                            for strip in strips()])
