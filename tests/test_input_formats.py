@@ -305,3 +305,13 @@ def test_a_float_tiff_with_nan_is_an_error_not_garbage(tmp_path):
     Image.fromarray(values, mode="F").save(tmp_path / "nan.tif")
     with pytest.raises(_decode.DecodeError, match="not finite numbers"):
         decode_radiograph(tmp_path / "nan.tif")
+
+
+def test_a_dicom_whose_transfer_syntax_uid_is_no_transfer_syntax_is_a_decode_error(tmp_path):
+    path = write_dicom(tmp_path / "odd.dcm", np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
+    data = path.read_bytes()
+    explicit_little = b"1.2.840.10008.1.2.1\x00"
+    assert data.count(explicit_little) == 1
+    path.write_bytes(data.replace(explicit_little, b"2.2.840.10008.1.2.1\x00"))  # one flipped bit: found by fuzzing
+    with pytest.raises(_decode.DecodeError, match="cannot decode DICOM pixel data"):
+        decode_radiograph(path, (32, 32))

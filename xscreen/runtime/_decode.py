@@ -427,7 +427,7 @@ def _dicom_grey(ds, frames: int, samples: int, apply_modality_lut, apply_voi_lut
     except Exception as exc:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", syntax) or "unknown transfer syntax"
-        if getattr(syntax, "is_compressed", False) and _MISSING_CODEC.search(str(exc)):
+        if _is_compressed(syntax) and _MISSING_CODEC.search(str(exc)):
             raise DecodeError(f"compressed DICOM ({name}) without its codec: pip install 'xscreen[dicom]'") from exc
         raise DecodeError(f"cannot decode DICOM pixel data ({name}): {_dicom_pixel_reason(exc)}") from exc
 
@@ -442,6 +442,14 @@ def _dicom_grey(ds, frames: int, samples: int, apply_modality_lut, apply_voi_lut
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
         grey = 255 - grey  # MONOCHROME1 stores bone dark; invert after windowing, as the standard says
     return grey
+
+
+def _is_compressed(syntax) -> bool:
+    """Whether a transfer syntax UID names a compressed one; False for a UID that is no transfer syntax at all."""
+    try:
+        return bool(getattr(syntax, "is_compressed", False))
+    except ValueError:  # pydicom: "UID is not a transfer syntax" (found by benchmarks/fuzz.py)
+        return False
 
 
 def _assume_transfer_syntax(ds) -> None:
