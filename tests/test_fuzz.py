@@ -59,9 +59,11 @@ def test_a_damaged_model_file_is_a_model_or_one_clear_error(loader, name, ops):
 
 
 # Cases fuzzing found: (seed, mutations, words of the error). The first segfaulted allocate_tensors (an int8
-# zero point of -536,871,040); the second loaded and then failed with a RuntimeError traceback when run.
+# zero point of -536,871,040); the second loaded and then failed with a RuntimeError traceback when run; the
+# third (a shape of [268435457, 3] float32) made allocate_tensors ask for 3.2 GB and stall.
 FOUND = [("brightness_int8.tflite", [(2, 711107, 98), (1, 288467, 141)], "zero point -536,871,040, outside int8"),
-         ("scoped_int8.tflite", [(1, 65436, 223), (1, 692948, 210)], "")]
+         ("scoped_int8.tflite", [(1, 65436, 223), (1, 692948, 210)], ""),
+         ("brightness_fp32.tflite", [(1, 738419, 116)], "impossible shape [268435457, 3]")]
 
 
 @pytest.mark.parametrize("name, ops, words", FOUND)

@@ -3,9 +3,9 @@
 The TFLite runtime trusts the numbers inside a model file: a damaged file can make it read out of bounds
 and take the process down (found by ``benchmarks/fuzz.py``: an int8 zero point of -536,871,040 left by one
 flipped bit segfaults ``allocate_tensors`` in ai-edge-litert 2.3). So the graph is walked first: every
-tensor, buffer and operator-code index in range, every constant buffer the size of its tensor, every
-quantized tensor's zero points inside its integer type and its scales finite and positive. A file that
-fails is one clear error, not a crash. Flatbuffer layout as in ``_tflite_metadata.py``.
+tensor, buffer and operator-code index in range, every constant buffer the size of its tensor, no tensor
+over 512 MiB, every quantized tensor's zero points inside its integer type and its scales finite and
+positive. A file that fails is one clear error, not a crash. Flatbuffer layout as in ``_tflite_metadata.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ _BUFFER_DATA = 0
 _ELEMENT_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 13: 4, 14: 4, 16: 2}
 _ZERO_POINT_RANGE = {3: (0, 255), 9: (-128, 127), 7: (-32768, 32767)}  # UINT8, INT8, INT16
 _TYPE_NAMES = {3: "uint8", 9: "int8", 7: "int16"}
-_MAX_ELEMENTS = 1 << 31
+# No tensor of a chest film model comes near this (a 1024x1024x128 float32 feature map); a flipped bit in a
+# shape does: [268435457, 3] float32 asked for 3.2 GB and stalled allocate_tensors (benchmarks/fuzz.py).
+_MAX_TENSOR_BYTES = 512 * 2**20
 
 
 class _Reader:
@@ -104,9 +106,9 @@ def check_tflite_graph(model: bytes) -> None:
 
 def _check_tensor(read: _Reader, tensor: int, where: str, buffer_sizes: list[int]) -> None:
     shape = read.values(tensor, _TENSOR_SHAPE, "<i")
-    if any(d < 0 for d in shape) or math.prod(shape) > _MAX_ELEMENTS:
-        raise TFLiteFormatError(f"{where} has an impossible shape {list(shape)}")
     kind = read.scalar(tensor, _TENSOR_TYPE, "<b")
+    if any(d < 0 for d in shape) or math.prod(shape) * _ELEMENT_BYTES.get(kind, 1) > _MAX_TENSOR_BYTES:
+        raise TFLiteFormatError(f"{where} has an impossible shape {list(shape)}")
     buffer = read.scalar(tensor, _TENSOR_BUFFER, "<I")
     if buffer >= len(buffer_sizes):
         raise TFLiteFormatError(f"{where} names buffer {buffer} of {len(buffer_sizes)}")
