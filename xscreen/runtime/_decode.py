@@ -127,7 +127,8 @@ def sniff_format(path: str | os.PathLike) -> str | None:
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(width, height)`` of a PNG, JPEG, TIFF or BMP file as shown upright (EXIF orientation), from its header."""
+    """``(width, height)`` of a PNG, JPEG, TIFF or BMP file as shown upright (EXIF orientation); from the header,
+    except for a PNG whose EXIF may follow its pixels (Pillow then reads them too)."""
     with Image.open(path) as im:
         width, height = im.size
         return (height, width) if _orientation(im) >= 5 else (width, height)
