@@ -9,11 +9,13 @@ and survived: the outcome must be a model or one clear error (ModelContractError
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import select
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,16 +65,13 @@ def seed_images() -> dict[str, bytes]:
 
 
 def _dicom_seed(pixels: np.ndarray) -> bytes | None:
-    try:
-        from conftest import write_dicom
-    except ImportError:  # pydicom not installed
+    """A DICOM file of ``pixels``; None without pydicom (the ``[dicom]`` extra)."""
+    if importlib.util.find_spec("pydicom") is None:
         return None
-    import tempfile
+    from conftest import write_dicom
+
     with tempfile.TemporaryDirectory() as folder:
-        try:
-            return write_dicom(Path(folder) / "seed.dcm", pixels).read_bytes()
-        except ImportError:
-            return None
+        return write_dicom(Path(folder) / "seed.dcm", pixels).read_bytes()
 
 
 def seed_models() -> dict[str, bytes]:
