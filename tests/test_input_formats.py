@@ -315,3 +315,13 @@ def test_a_dicom_whose_transfer_syntax_uid_is_no_transfer_syntax_is_a_decode_err
     path.write_bytes(data.replace(explicit_little, b"2.2.840.10008.1.2.1\x00"))  # one flipped bit: found by fuzzing
     with pytest.raises(_decode.DecodeError, match="cannot decode DICOM pixel data"):
         decode_radiograph(path, (32, 32))
+
+
+def test_a_dicom_tag_with_an_unknown_vr_is_a_decode_error_under_the_scope_check(tmp_path):
+    path = write_dicom(tmp_path / "uk.dcm", np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
+    data = path.read_bytes()
+    sop_class = b"\x08\x00\x16\x00UI"  # (0008,0016) SOPClassUID, explicit VR "UI"
+    assert data.count(sop_class) == 1
+    path.write_bytes(data.replace(sop_class, b"\x08\x00\x16\x00UK"))  # VR "UK": found by fuzzing
+    with pytest.raises(_decode.DecodeError, match="unreadable DICOM header"):
+        decode_radiograph(path, (32, 32), scope_check=True)

@@ -404,7 +404,10 @@ def _decode_dicom(path: Path, scope_check: bool, budget: DecodeBudget, force: bo
         raise
     except Exception as exc:  # pydicom raises many types for a damaged header
         raise DecodeError(f"unreadable DICOM header: {_dicom_header_reason(exc)}") from exc
-    reason = dicom_header_reason(ds) if scope_check else None
+    try:
+        reason = dicom_header_reason(ds) if scope_check else None
+    except Exception as exc:  # pydicom reads tags lazily: a damaged one raises only when the rules read it
+        raise DecodeError(f"unreadable DICOM header: {_dicom_header_reason(exc)}") from exc
     if reason is not None:
         raise OutOfScopeError(reason)
     if not has_pixels:
