@@ -131,8 +131,9 @@ def render(report: dict) -> str:
              "Model outcomes: " + ", ".join(f"{k}: {v:,}" for k, v in models["outcomes"].items()) + ".", "",
              "Found and fixed before this run (each a case in `tests/test_fuzz.py`):", ""]
     lines += [f"- {fix}" for fix in FIXED]
+    lines += ["", "Seen and not fixed yet:", ""] + [f"- {note}" for note in KNOWN_OPEN]
     if images["findings"] or models["findings"]:
-        lines += ["", "Open findings of this run:", ""]
+        lines += ["", "Findings of this run:", ""]
         lines += [f"- image: {f}" for f in images["findings"]] + [f"- model: {f}" for f in models["findings"]]
     return "\n".join(lines) + "\n"
 
@@ -149,6 +150,16 @@ FIXED = [
     "first 5-minute run)",
     "a `.tflite` whose shape became [268435457, 3] float32 (one flipped bit) made `allocate_tensors` ask for "
     "3.2 GB and stall past the 20 s limit: tensors over 512 MiB are refused (1 in 15,118 model cases of that run)",
+    "a DICOM tag with the unknown VR `UK`, read by the header rules under the scope check, raised pydicom's "
+    "NotImplementedError: now `unreadable DICOM header` (atheris, after 25,583 executions of the second run)",
+]
+# Seen and not fixed yet: what the lead needs to know.
+KNOWN_OPEN = [
+    "`scoped_int8.tflite` with two bytes changed (byte 2584: 27 to 11, which looks like an operator's builtin "
+    "options type, so the runtime reads one options table as another) loads, then aborts the process (SIGABRT) "
+    "in `allocate_tensors` when it is resized to batch 1: 1 in 40,499 model cases of the second run, in the "
+    "worker, counted. Checking each operator's options type against its operator code, or loading a model file "
+    "once in a child process, would turn it into one line",
 ]
 
 
