@@ -50,6 +50,14 @@ def grey(value: int, size: tuple[int, int] = (48, 40)) -> np.ndarray:
     return np.full(size, value, dtype=np.uint8)
 
 
+def two_tone(level: int, size: tuple[int, int] = (48, 40)) -> np.ndarray:
+    """A grey image of mean ``level`` that is not blank: its left half 10 levels darker, its right half 10 lighter."""
+    pixels = grey(level, size).astype(np.int16)
+    pixels[:, : size[1] // 2] -= 10
+    pixels[:, size[1] // 2:] += 10
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
 def film(level: int, size: tuple[int, int] = (64, 64), noise: float = 5.0, seed: int = 0) -> np.ndarray:
     """What the scoped fixture models call a film: border at ``level``, the middle half 60 levels brighter."""
     height, width = size
@@ -135,9 +143,9 @@ def brightness_folder(tmp_path_factory) -> dict[str, str]:
     expected = {}
     for i, (level, label) in enumerate(LEVELS.items()):
         folder = [root, root / "nested", root / "nested" / "deeper"][i % 3]
-        expected[str(save_png(folder / f"grey{level:03d}.png", grey(level)))] = label
+        expected[str(save_png(folder / f"grey{level:03d}.png", two_tone(level)))] = label
         jpeg = folder / f"grey{level:03d}.jpg"
-        jpeg.write_bytes(png_bytes(grey(level, (300, 260)), "JPEG", quality=90))
+        jpeg.write_bytes(png_bytes(two_tone(level, (300, 260)), "JPEG", quality=90))
         expected[str(jpeg)] = label
     return expected
 
@@ -152,7 +160,7 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
         "truncated.jpg": (good_jpeg[: len(good_jpeg) // 2], "truncated"),
         "truncated.png": (good_png[: len(good_png) // 2], "truncated"),
         "empty.png": (b"", "empty file"),
-        "text.png": (b"this is not an image\n", "not a PNG, JPEG or DICOM"),
+        "text.png": (b"this is not an image\n", "not a PNG, JPEG, TIFF, BMP or DICOM"),
         "bomb.png": (png_header_claiming(100_000, 100_000), "too large"),
         "oversized.png": (png_header_claiming(12_000, 12_000), "12000x12000 pixels exceeds"),
     }

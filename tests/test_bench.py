@@ -45,6 +45,8 @@ def write_labelled_folder(root: Path) -> Path:
         (root / label).mkdir(parents=True, exist_ok=True)
         for i in range(count):
             noise = rng.integers(-5, 6, size=(40, 48))
+            noise[:, :24] -= 10  # halves 20 levels apart: structure, so no film is blank (mean kept)
+            noise[:, 24:] += 10
             pixels = np.clip(level + noise, 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(root / label / f"{level}-{i}.png")
     return root

@@ -187,7 +187,7 @@ def test_dicom_without_the_128_byte_preamble_is_read_when_the_name_says_dicom(tm
     for name in ("no_preamble.dcm", "bare_dataset.dicom"):
         np.testing.assert_array_equal(decode_radiograph(tmp_path / name), reference)
     (tmp_path / "notes.dcm").write_text("a text file named like DICOM\n" * 4)
-    with pytest.raises(DecodeError, match=r"^not a PNG, JPEG or DICOM file \(a \.dcm name, but no DICOM image"):
+    with pytest.raises(DecodeError, match=r"^not a PNG, JPEG, TIFF, BMP or DICOM file \(a \.dcm name, but no DICOM"):
         decode_radiograph(tmp_path / "notes.dcm")
 
 

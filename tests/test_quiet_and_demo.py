@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import INT8_TFLITE, grey, save_png
+from conftest import INT8_TFLITE, save_png, two_tone
 from test_cli_run import assert_one_line_error, rows, xscreen
 from test_decode import _dicom_with_frames_field
 
@@ -28,7 +28,7 @@ def xscreen_process(*args: str, cwd: Path | None = None) -> subprocess.Completed
 def test_quiet_means_an_empty_stderr_native_lines_and_pydicom_warnings_included(tmp_path):
     pytest.importorskip("pydicom")
     (tmp_path / "scans").mkdir()
-    save_png(tmp_path / "scans" / "film.png", grey(100))
+    save_png(tmp_path / "scans" / "film.png", two_tone(100))
     _dicom_with_frames_field(tmp_path / "scans" / "odd.dcm", b"1A")  # pydicom warns about this value
     done = xscreen_process("run", tmp_path / "scans", "-m", INT8_TFLITE, "--out", tmp_path / "r.csv", "-q")
     assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stderr
@@ -59,7 +59,7 @@ def test_native_stderr_is_captured_and_a_load_failure_still_says_why(tmp_path):
 def test_demo_never_overwrites_a_users_file_and_takes_out(tmp_path):
     folder = tmp_path / "mine"
     folder.mkdir()
-    save_png(folder / "film.png", grey(100))
+    save_png(folder / "film.png", two_tone(100))
     (folder / "results.csv").write_text("my own notes\n")
     (folder / "xscreen-results.csv").write_text("an earlier demo\n")
     first = xscreen("demo", folder)

@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from conftest import grey, save_png
+from conftest import grey, save_png, two_tone
 from test_cli_run import xscreen
 
 from xscreen.cli import main
@@ -57,7 +57,7 @@ def sandbox(tmp_path_factory) -> Path:
     """A working folder with what the README calls the user's own: ./scans, list.txt, ./labelled."""
     root = tmp_path_factory.mktemp("readme")
     (root / "scans").mkdir()
-    films = [save_png(root / "scans" / f"film{level}.png", grey(level, (64, 64))) for level in (30, 130, 230)]
+    films = [save_png(root / "scans" / f"film{level}.png", two_tone(level, (64, 64))) for level in (30, 130, 230)]
     (root / "list.txt").write_text("".join(f"scans/{p.name}\n" for p in films))
     for label, level in (("covid", 230), ("healthy", 20), ("pneumonia", 130)):
         (root / "labelled" / label).mkdir(parents=True)

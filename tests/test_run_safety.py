@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FP32_TFLITE, INT8_TFLITE, grey, save_png
+from conftest import FP32_TFLITE, INT8_TFLITE, save_png, two_tone
 from test_cli_run import assert_one_line_error, rows, xscreen
 
 from xscreen.runtime import load_model, read_record, record_path
@@ -146,7 +146,7 @@ def test_a_list_on_standard_input(folder, tmp_path):
 def test_only_out_of_tree_symlinks_mention_follow_symlinks(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
-    save_png(outside / "film.png", grey(100))
+    save_png(outside / "film.png", two_tone(100))
     (tmp_path / "scans").mkdir()
     (tmp_path / "scans" / "film.png").symlink_to(outside / "film.png")
     result = xscreen("run", tmp_path / "scans", "-m", INT8_TFLITE, "--out", tmp_path / "r.csv")
@@ -155,7 +155,7 @@ def test_only_out_of_tree_symlinks_mention_follow_symlinks(tmp_path):
 
 def test_a_self_referencing_symlink_is_one_error_row_and_the_rest_is_screened(tmp_path):
     (tmp_path / "scans").mkdir()
-    save_png(tmp_path / "scans" / "film.png", grey(100))
+    save_png(tmp_path / "scans" / "film.png", two_tone(100))
     (tmp_path / "scans" / "me.jpeg").symlink_to("me.jpeg")
     out = tmp_path / "r.csv"
     result = xscreen("run", tmp_path / "scans", "-m", INT8_TFLITE, "--out", out)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import INT8_TFLITE, LABELS, grey, save_png
+from conftest import INT8_TFLITE, LABELS, grey, save_png, two_tone
 
 from xscreen.runtime import NoInputsError, load_model, run_screening, screen_files
 from xscreen.runtime import _pipeline as pipeline
@@ -51,7 +51,7 @@ def test_a_batch_of_only_failures_still_yields_rows(model, bad_files):
 
 
 def test_an_unexpected_failure_is_that_files_row_not_the_runs_end(model, tmp_path, monkeypatch):
-    paths = [save_png(tmp_path / f"{i}.png", grey(200)) for i in range(3)]
+    paths = [save_png(tmp_path / f"{i}.png", two_tone(200)) for i in range(3)]
     real = pipeline.decode_radiograph
 
     def flaky(path, size, preprocessing, scope_check):

@@ -120,6 +120,8 @@ def print_run_summary(console: Console, summary: RunSummary, model: ScreeningMod
                       highlight=False)
     for path, reason in summary.first_errors:
         console.print(f"  [red]error[/] {escape(path)}: {escape(reason)}", highlight=False)
+    for path, reason in summary.first_ignored:
+        console.print(f"  [dim]ignored[/] {escape(path)}: {escape(reason)}", highlight=False)
     listed = len(summary.first_errors) + len(summary.first_out_of_scope)
     if summary.new_errors > listed:
         console.print(f"  … and {summary.new_errors - listed:,} more, every one in {escape(summary.out)}",

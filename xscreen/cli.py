@@ -165,7 +165,7 @@ def run(target: Path, model_path: Path | None, labels, rename, out: Path, thread
     err = Console(stderr=True)
     reporter = None if quiet else ProgressReporter(err)
     user_errors = (NoInputsError, ResumeError, OutputExistsError, OutputInUseError, ListFileError, ReportOptionError,
-                   *((ray_engine.RayEngineError,) if ray_engine else ()))
+                   ModelContractError, *((ray_engine.RayEngineError,) if ray_engine else ()))
     try:
         if ray_engine:
             if heatmap_dir or report:

@@ -12,17 +12,19 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import io
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ._contract import METADATA_KEY, ModelContractError
+from ._tflite_check import check_tflite_graph
 from ._tflite_metadata import TFLiteFormatError, read_tflite_metadata
 from ._tflite_ops import XNNPACK_MAX_REQUANTIZATION_SCALE, outside_xnnpack_range
 
@@ -200,6 +202,7 @@ class TFLiteEngine:
     def __init__(self, module, path: Path, model: bytes, threads: int) -> None:
         try:
             entries = read_tflite_metadata(model)
+            check_tflite_graph(model)  # a damaged graph can crash the interpreter: refuse it before
             refused = outside_xnnpack_range(model)
         except TFLiteFormatError as exc:
             raise ModelContractError(f"{path} is not a usable TFLite model: {exc}") from exc
@@ -226,6 +229,7 @@ class TFLiteEngine:
             raise ModelContractError(f"{path}: the TFLite runtime cannot load it: {failure}"
                                      + (f" ({detail})" if detail else "")) from failure
         self._model = model  # the interpreter reads from this buffer; keep it alive
+        self._path = path
         inp = _single_input(self._interpreter.get_input_details(), path)
         outputs = self._interpreter.get_output_details()
         self._input_index = inp["index"]
@@ -249,12 +253,16 @@ class TFLiteEngine:
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Raw outputs, in the order of ``outputs``, for a batch already in the model's dtype and layout."""
         interpreter = self._interpreter
-        if batch.shape != self._input_shape:
-            interpreter.resize_tensor_input(self._input_index, batch.shape)
-            interpreter.allocate_tensors()
-            self._input_shape = batch.shape
-        interpreter.set_tensor(self._input_index, batch)
-        interpreter.invoke()
+        try:
+            if batch.shape != self._input_shape:
+                interpreter.resize_tensor_input(self._input_index, batch.shape)
+                interpreter.allocate_tensors()
+                self._input_shape = batch.shape
+            interpreter.set_tensor(self._input_index, batch)
+            interpreter.invoke()
+        except (RuntimeError, ValueError) as exc:  # a damaged graph can load and still fail when it runs
+            raise ModelContractError(f"{self._path}: the TFLite runtime cannot run it: {' '.join(str(exc).split())}"
+                                     ) from exc
         return [interpreter.get_tensor(index) for index in self._output_indices]
 
 
@@ -273,9 +281,12 @@ class OnnxEngine:
         # 170-177 against 75-117 images/s through the pipeline on 2 busy cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self._session = module.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            # onnxruntime prints "EP Error ... Falling back" to standard output for a damaged file: not ours to show
+            with redirect_stdout(io.StringIO()):
+                self._session = module.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for damaged or unsupported files
             raise ModelContractError(f"{path}: onnxruntime cannot load it: {exc}") from exc
+        self._path = path
         metadata = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         self.metadata = None if metadata is None else metadata.encode("utf-8")
         inp = _single_input(self._session.get_inputs(), path)
@@ -292,7 +303,11 @@ class OnnxEngine:
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Raw outputs, in the order of ``outputs``, for a batch already in the model's dtype and layout."""
-        return self._session.run(None, {self._input_name: batch})
+        try:
+            return self._session.run(None, {self._input_name: batch})
+        except Exception as exc:  # onnxruntime's own types: a damaged graph can load and still fail when it runs
+            raise ModelContractError(f"{self._path}: onnxruntime cannot run it: {' '.join(str(exc).split())}"
+                                     ) from exc
 
 
 # Preference order within a format: the first one installed is used unless the caller names one.

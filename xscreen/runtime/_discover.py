@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Callable
 
-from ._decode import IMAGE_EXTENSIONS, sniff_format
+from ._decode import FORMAT_NAMES, IMAGE_EXTENSIONS, sniff_format
 
 LIST_SUFFIX = ".txt"
 CSV_LIST_SUFFIX = ".csv"
@@ -26,7 +26,8 @@ STDIN = "-"  # a list of paths on standard input
 
 # Why a file in a folder was not screened; reported in the run summary, never silent.
 HIDDEN = "hidden"
-NOT_AN_IMAGE = "not a PNG, JPEG or DICOM file"
+NOT_AN_IMAGE = f"not a {FORMAT_NAMES} file"
+BROKEN_SYMLINK = "broken symlink (its target does not exist)"
 SYMLINK_OUT = "symlink out of the folder (pass --follow-symlinks)"
 SYMLINK_DIR = "symlinked folder (pass --follow-symlinks)"
 
@@ -46,7 +47,7 @@ def discover_inputs(
     """The files to screen under ``target``, in a deterministic order, as a lazy iterator.
 
     ``target`` is a folder (searched recursively; hidden entries skipped; files with an image
-    extension, plus any other file whose content is PNG, JPEG or DICOM, such as DICOM files
+    extension, plus any other file whose content is PNG, JPEG, TIFF, BMP or DICOM, such as DICOM files
     without an extension), a single file (taken as it is), or a list: a ``.txt`` file with one
     path per line (blank lines and ``#`` comments skipped), a ``.csv`` file with a ``path``
     column, or ``-`` for lines on standard input. Relative paths in a list file are relative to
@@ -109,6 +110,9 @@ def _walk(folder: Path, real_root: str, follow_symlinks: bool, on_ignored: OnIgn
         link = entry.is_symlink()
         if link and _is_loop(path):
             yield path  # one file's error row ("symlink loop"), not the end of the run
+            continue
+        if link and not os.path.exists(path):
+            on_ignored(path, BROKEN_SYMLINK)
             continue
         if entry.is_dir():
             if link and not follow_symlinks:

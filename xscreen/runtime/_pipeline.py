@@ -4,8 +4,10 @@ The input is cut into batches. Up to ``PREFETCH_BATCHES`` batches are being deco
 each straight into its own pre-allocated pixel buffer (Pillow releases the GIL while it decodes
 and resizes, so the threads really run in parallel). The calling thread runs the model on the
 oldest batch while the pool decodes the next ones, then hands that buffer to the next batch.
-Memory is therefore bounded by ``PREFETCH_BATCHES`` buffers whatever the number of files, and
-every input yields exactly one :class:`ScreeningResult`, in input order.
+Memory is therefore bounded by ``PREFETCH_BATCHES`` buffers whatever the number of files, the
+full-size pixels being decoded at once by the process's decode budget (``_decode.DECODE_BUDGET``)
+whatever the workers and batch size, and every input yields exactly one :class:`ScreeningResult`, in
+input order.
 
 The scope check (``_scope.py``) rides along at no extra pass: DICOM headers are judged while
 decoding, the image score comes out of the same model call as the probabilities, and only films

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from ._decode import IMAGE_EXTENSIONS
-from ._discover import SYMLINK_DIR, SYMLINK_OUT, discover_inputs
+from ._discover import HIDDEN, SYMLINK_DIR, SYMLINK_OUT, discover_inputs
 from ._model import ScreeningModel, load_model
 from ._pipeline import ScreeningResult, StageTimes, screen_batches
 from ._run_record import check_resume, locked_output, write_record
@@ -53,6 +53,7 @@ class RunSummary:
     first_out_of_scope: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), this run's
     ignored: dict[str, int] = field(default_factory=dict)  # folder entries not screened, by reason
     warnings: list[str] = field(default_factory=list)  # what the user must know even with --quiet
+    first_ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), hidden entries left out
     elapsed_s: float = 0.0
     decode_s: float = 0.0  # decoding + resizing, summed over the decoding threads
     inference_s: float = 0.0
@@ -173,9 +174,14 @@ def start_run(target: str | os.PathLike, model: ScreeningModel, out: str | os.Pa
     Raises NoInputsError when ``target`` holds no images.
     """
     ignored: Counter[str] = Counter()
-    listed = [str(p) for p in discover_inputs(
-        target, follow_symlinks=follow_symlinks, on_ignored=lambda _path, reason: ignored.update([reason]),
-    )]
+    first_ignored: list[tuple[str, str]] = []
+
+    def on_ignored(path, reason: str) -> None:
+        ignored[reason] += 1
+        if reason != HIDDEN and len(first_ignored) < FIRST_ERRORS:
+            first_ignored.append((str(path), reason))
+
+    listed = [str(p) for p in discover_inputs(target, follow_symlinks=follow_symlinks, on_ignored=on_ignored)]
     paths = list(dict.fromkeys(listed))  # a list naming a file twice: one row
     if not paths:
         links = ignored[SYMLINK_OUT] + ignored[SYMLINK_DIR]
@@ -187,7 +193,7 @@ def start_run(target: str | os.PathLike, model: ScreeningModel, out: str | os.Pa
         )
     summary = RunSummary(total=len(paths), out=str(out), model=str(model.path), backend=model.backend,
                          duplicates=len(listed) - len(paths), per_class=dict.fromkeys(model.labels, 0),
-                         ignored=dict(ignored))
+                         ignored=dict(ignored), first_ignored=first_ignored)
     return paths, summary
 
 

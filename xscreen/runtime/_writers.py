@@ -141,15 +141,18 @@ class CsvResultWriter(_ResultWriter):
 
 
 class JsonlResultWriter(_ResultWriter):
+    """One JSON object per line, always valid UTF-8: a file name that is not (bytes a POSIX name may hold)
+    is written with U+FFFD in ``path`` and its exact bytes, as hex, in ``path_bytes``."""
+
     def _write_row(self, r: ScreeningResult, extra: Mapping[str, str]) -> None:
         row = {
-            "path": r.path, "status": r.status, "prediction": r.prediction,
+            **_json_path(r.path), "status": r.status, "prediction": r.prediction,
             "probabilities": None if r.probabilities is None
             else {label: round(r.probabilities[label], _PROB_DECIMALS) for label in self.labels},
             "flag": r.flag, "margin": None if r.margin is None else round(r.margin, _PROB_DECIMALS),
             "review_reason": r.review_reason,
             "scope_score": None if r.scope_score is None else round(r.scope_score, _SCORE_DECIMALS),
-            "error": r.error,
+            "error": None if r.error is None else _valid_text(r.error),
             **{column: extra.get(column) for column in self.extra},
         }
         self._fh.write(json.dumps(row) + "\n")
@@ -159,7 +162,8 @@ class JsonlResultWriter(_ResultWriter):
             try:
                 row = json.loads(line)
                 ok = isinstance(row, dict) and row.get("status") in STATUSES and isinstance(row.get("path"), str)
-            except ValueError:
+                path = _row_path(row) if ok else None
+            except (ValueError, TypeError):  # not JSON, or a path_bytes that is not hex
                 ok = False
             if not ok:
                 raise self._damaged(number, "is not a result row")
@@ -169,7 +173,7 @@ class JsonlResultWriter(_ResultWriter):
                     f"cannot resume {self.path}: its rows have labels {list(probs)}, this model "
                     f"has {list(self.labels)}. Choose another output or pass --overwrite"
                 )
-            self.done.add(row["path"])
+            self.done.add(path)
             self.earlier[(row["status"], row.get("prediction"), row.get("flag"))] += 1
         return len(text.encode(**_ENCODING))
 
@@ -211,6 +215,25 @@ def open_writer(out: str | os.PathLike, labels: Sequence[str], *, resume: bool, 
     if writer is None:
         raise ValueError(f"unknown output format {out.suffix or '(no suffix)'!r} for {out}: use .csv or .jsonl")
     return writer(out, labels, resume, extra)
+
+
+def _valid_text(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name (surrogate escapes) replaced by U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _json_path(path: str) -> dict[str, str]:
+    """The ``path`` field, plus ``path_bytes`` (hex) when the name is not valid UTF-8."""
+    shown = _valid_text(path)
+    if shown == path:
+        return {"path": path}
+    return {"path": shown, "path_bytes": path.encode("utf-8", "surrogateescape").hex()}
+
+
+def _row_path(row: dict) -> str:
+    """The file name a JSONL row was written for, as the runtime spells it (surrogate escapes and all)."""
+    raw = row.get("path_bytes")
+    return row["path"] if raw is None else bytes.fromhex(raw).decode("utf-8", "surrogateescape")
 
 
 def _one_line(text: str | None) -> str:
