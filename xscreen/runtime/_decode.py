@@ -70,7 +70,7 @@ def sniff_format(path: str | os.PathLike) -> str | None:
 
 def decode_radiograph(
     path: str | os.PathLike, size: tuple[int, int] | None = None, preprocessing: str = PREPROCESSING_ID,
-    *, scope_check: bool = False,
+    *, scope_check: bool = False, facts: dict | None = None,
 ) -> np.ndarray:
     """Decode a PNG (8/16-bit), JPEG or DICOM file into a grey ``uint8`` array.
 
@@ -80,10 +80,14 @@ def decode_radiograph(
     Raises :class:`DecodeError` with a reason a user can act on; with ``scope_check``, its subclass
     :class:`OutOfScopeError` for a DICOM whose header says it is not a frontal chest radiograph
     (checked before its pixels are decoded).
+    ``facts``, when given, receives what the grey pixels no longer show: ``colour``, the image's
+    mean saturation (0 for a grey image; see :func:`colourfulness`), for the scope check.
     """
     if preprocessing not in PREPROCESSINGS:
         raise ValueError(f"unknown preprocessing {preprocessing!r}; known: {', '.join(PREPROCESSINGS)}")
-    grey = _decode_any(path, size, scope_check)
+    facts = {} if facts is None else facts
+    facts["colour"] = 0.0
+    grey = _decode_any(path, size, scope_check, facts)
     quality = PREPROCESSINGS[preprocessing]
     return grey if size is None or quality is None else jpeg_round_trip(grey, quality)
 
@@ -97,7 +101,8 @@ def jpeg_round_trip(grey: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(im.convert("L"))
 
 
-def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None, scope_check: bool) -> np.ndarray:
+def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None, scope_check: bool,
+                facts: dict) -> np.ndarray:
     path = Path(path)
     try:
         info = path.stat()
@@ -115,9 +120,9 @@ def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None, scope_che
     if kind is None:
         raise DecodeError("not a PNG, JPEG or DICOM file (unrecognised content)")
     if kind.startswith("dicom"):
-        grey = _decode_dicom(path, scope_check, force=kind != "dicom")
+        grey = _decode_dicom(path, scope_check, facts, force=kind != "dicom")
         return grey if size is None else resize_grey(grey, size)
-    return _decode_pillow(path, size)
+    return _decode_pillow(path, size, facts)
 
 
 def resize_grey(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -128,7 +133,7 @@ def resize_grey(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(grey).resize((width, height), RESAMPLE))
 
 
-def _decode_pillow(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+def _decode_pillow(path: Path, size: tuple[int, int] | None, facts: dict) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             # Our own MAX_PIXELS check below replaces Pillow's warning; Pillow still refuses >2x its limit.
@@ -136,9 +141,11 @@ def _decode_pillow(path: Path, size: tuple[int, int] | None) -> np.ndarray:
             with Image.open(path) as im:
                 _check_dimensions(*im.size)
                 if size is not None and im.format == "JPEG":
-                    # Decoding at 1/2, 1/4 or 1/8 scale is the biggest saving at full resolution.
-                    im.draft("L", (size[1], size[0]))
+                    # Decoding at 1/2, 1/4 or 1/8 scale is the biggest saving at full resolution. YCbCr
+                    # keeps the colour for the scope check; its Y channel is the grey "L" would give.
+                    im.draft("YCbCr", (size[1], size[0]))
                 im.load()
+                facts["colour"] = colourfulness(im)
                 grey = _to_grey_uint8(im)
     except DecodeError:
         raise
@@ -171,6 +178,22 @@ def _check_dimensions(width: int, height: int) -> None:
         raise DecodeError(
             f"image of {width}x{height} pixels exceeds the {MAX_PIXELS:,}-pixel safety limit"
         )
+
+
+COLOUR_SAMPLE = 64  # px: the colour measure looks at a thumbnail; a tint is not a detail
+
+
+def colourfulness(im: Image.Image) -> float:
+    """Mean saturation, max(R, G, B) - min(R, G, B) over 255, of a small copy: 0 for any grey image.
+
+    A radiograph is grey whatever its file's mode (grey films are often saved as RGB); a photo is not.
+    """
+    if im.mode not in ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+        return 0.0
+    small = im.convert("RGB")
+    small.thumbnail((COLOUR_SAMPLE, COLOUR_SAMPLE))
+    rgb = np.asarray(small, dtype=np.int16)
+    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean() / 255.0)
 
 
 def _to_grey_uint8(im: Image.Image) -> np.ndarray:
@@ -217,7 +240,7 @@ _MISSING_CODEC = re.compile(r"missing (required )?dependenc|no (available )?(pix
                             r"plugins are missing|not installed|unable to decompress", re.IGNORECASE)
 
 
-def _decode_dicom(path: Path, scope_check: bool, force: bool = False) -> np.ndarray:
+def _decode_dicom(path: Path, scope_check: bool, facts: dict, force: bool = False) -> np.ndarray:
     pydicom = _import_pydicom()
     try:
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -256,7 +279,9 @@ def _decode_dicom(path: Path, scope_check: bool, force: bool = False) -> np.ndar
     if frames > 1:
         pixels = pixels[0]  # multi-frame: screen the first frame
     if samples > 1:
-        return np.asarray(Image.fromarray(scale_to_uint8(pixels)).convert("L"))
+        colour = Image.fromarray(scale_to_uint8(pixels))
+        facts["colour"] = colourfulness(colour)
+        return np.asarray(colour.convert("L"))
     with _pydicom_lock:  # LUT helpers are not documented as thread-safe
         values = apply_modality_lut(pixels, ds)
         values = apply_voi_lut(values, ds)
