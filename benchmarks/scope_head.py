@@ -1,7 +1,8 @@
 """Fit the scope head on real and made negatives, judge it, and (``--write``) store it in a model file.
 
     .venv/bin/python benchmarks/scope_head.py                        # judge; write benchmarks/results/scope_head.*
-    .venv/bin/python benchmarks/scope_head.py --write OUT.tflite     # and store the head in a copy of the model
+    .venv/bin/python benchmarks/scope_head.py --model M.tflite --split-file RUN/split.csv --write M.tflite
+                                                                     # fit a newly trained model's head, store it
 
 The images (``scope_sets.py``): frontal films of cxr3 and nih (whole patients either fit the head or
 choose its threshold; the bundled model's own test films, ``tests/fixtures/bundled_model_test_split.csv``,
@@ -12,8 +13,8 @@ of real films). The model runs once per image (cached under /tmp).
 Judged by grouped cross-validation over the negatives (``--folds``; a patient, a DICOM study or the film a
 made image came from is never on both sides), each fold's threshold chosen on the select films as the
 final one is; the frontal films by the final head on films it never saw. Every rate has a Wilson 95 %
-interval. Alternatives on the same folds: today's distance alone, the head on fewer coordinates, a
-binary head (no kinds), the head without the colour rule.
+interval. Alternatives on the same folds: the distance alone (before the head), with the colour rule,
+the head on fewer coordinates, a binary head (no kinds), the head without the colour rule.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from scope_sets import CACHE, Item, all_items, model_outputs
 
-from xscreen.export._scope_head import fit_head, head_metadata, select_threshold
+from xscreen.export._scope_head import SELECT_QUANTILE, fit_head, head_metadata, select_threshold
 from xscreen.runtime import load_model
 from xscreen.runtime._model import default_model_path
 from xscreen.runtime._scope import COLOUR_LIMIT, HEAD_KINDS, ScopeHead
@@ -68,10 +69,9 @@ def decide(head: dict | None, threshold: float, out: dict, rows: np.ndarray, dis
     return found
 
 
-VARIANTS = {  # name -> (features, binary, colour rule, head)
-    "distance only (today)": (FEATURES, False, False, False),
+VARIANTS = {  # name -> (features, binary, colour rule, head); variants differing only in the rule share fits
+    "distance only (before)": (FEATURES, False, False, False),
     "colour rule + distance": (FEATURES, False, True, False),
-    "head, 64 coordinates": (64, False, True, True),
     "head, 256 coordinates": (256, False, True, True),
     "head, 1280 coordinates (shipped)": (FEATURES, False, True, True),
     "binary head, 1280 coordinates": (FEATURES, True, True, True),
@@ -94,29 +94,38 @@ def threshold_on(head: dict, items: list[Item], out: dict, select: np.ndarray) -
     return select_threshold(p_out, np.array([items[i].set for i in select]))
 
 
-def evaluate(items: list[Item], out: dict, distance: float, folds: int) -> dict:
+def evaluate(items: list[Item], out: dict, distance: float, folds: int, variants: dict) -> dict:
     ok = out["decoded"]
     role = np.array([i.role for i in items])
     fit_rows, select = np.flatnonzero((role == "fit") & ok), np.flatnonzero((role == "select") & ok)
     negatives = np.flatnonzero((role == "negative") & ok)
-    fold = np.array([zlib.crc32(items[i].group.encode()) % folds for i in negatives])
+    fold = np.array([zlib.crc32(items[i].group.encode()) % max(folds, 1) for i in negatives])
     judged = np.flatnonzero(np.isin(role, ("test", "extra")) & ok)
-    report = {}
-    for name, (features, binary, colour_rule, with_head) in VARIANTS.items():
+    report, fits = {}, {}
+
+    def fitted(features: int, binary: bool, f: int | None) -> tuple[dict, float, dict]:
+        """The head of fold ``f`` (None: on every negative) and its threshold, fitted once per variant."""
+        key = (features, binary, f)
+        if key not in fits:
+            rows = np.concatenate([fit_rows, negatives if f is None else negatives[fold != f]])
+            head = fit(items, out, rows, features, binary)
+            fits[key] = (head, *threshold_on(head, items, out, select))
+            print(f"fitted {key}: threshold {fits[key][1]:.4f}", flush=True)
+        return fits[key]
+
+    for name, (features, binary, colour_rule, with_head) in variants.items():
         reasons = {}
         thresholds = []
         for f in range(folds):
             head = threshold = None
             if with_head:
-                head = fit(items, out, np.concatenate([fit_rows, negatives[fold != f]]), features, binary)
-                threshold, _ = threshold_on(head, items, out, select)
+                head, threshold, _ = fitted(features, binary, f)
                 thresholds.append(threshold)
             held = negatives[fold == f]
             reasons.update(zip(held.tolist(), decide(head, threshold, out, held, distance, colour_rule)))
         head = threshold = per_source = None
         if with_head:
-            head = fit(items, out, np.concatenate([fit_rows, negatives]), features, binary)
-            threshold, per_source = threshold_on(head, items, out, select)
+            head, threshold, per_source = fitted(features, binary, None)
         reasons.update(zip(judged.tolist(), decide(head, threshold, out, judged, distance, colour_rule)))
         report[name] = {"reasons": reasons, "head": head, "threshold": threshold, "select_quantiles": per_source,
                         "fold_thresholds": thresholds}
@@ -138,23 +147,26 @@ def table(items: list[Item], reasons: dict[int, str]) -> dict:
     return rows
 
 
-def write_report(report: dict, items: list[Item], out_dir: Path, meta: dict) -> None:
+def write_report(report: dict, items: list[Item], out_dir: Path, meta: dict) -> Path:
+    """``scope_head.{json,md}`` (``scope_head_onnx.*`` for an ONNX model) in ``out_dir``; the .md's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "scope_head" + ("_onnx" if meta["model"].endswith(".onnx") else "")
     tables = {name: table(items, v["reasons"]) for name, v in report.items()}
     shipped = report[SHIPPED]
     doc = {**meta, "threshold": shipped["threshold"], "select_quantiles": shipped["select_quantiles"],
            "fold_thresholds": {k: v["fold_thresholds"] for k, v in report.items()}, "tables": tables}
-    (out_dir / "scope_head.json").write_text(json.dumps(doc, indent=2))
+    (out_dir / f"{stem}.json").write_text(json.dumps(doc, indent=2))
     lines = ["# Scope head: out-of-scope rates per kind, with intervals", "",
              f"Model `{meta['model']}`. Produced by `{meta['command']}` "
              "(fits and judges the head; the model runs once per image, cached under /tmp).", "",
-             "Negatives: out-of-fold decisions of a patient/study/donor-grouped "
-             f"{meta['folds']}-fold cross-validation (each fold's threshold chosen on the select films). Frontal "
+             ("Negatives: out-of-fold decisions of a patient/study/donor-grouped "
+              f"{meta['folds']}-fold cross-validation (each fold's threshold chosen on the select films). "
+              if meta["folds"] else "Negatives: not judged here (`--fit-only`; see `scope_head.md`). ") + "Frontal "
              "`test` films: the bundled model's own test split (never seen in training, nor by the head); "
              "`extra`: judged only, and not held out from the network (full-resolution originals of cxr3 "
              "training films; the demo's synthetic films). 95 % Wilson intervals.", "",
              f"Shipped: {SHIPPED}: threshold {shipped['threshold']:.4f} on p(not a frontal chest film), the largest "
-             "per-source 99 % quantile over the select films (" + ", ".join(
+             f"per-source {100 * SELECT_QUANTILE:g} % quantile over the select films (" + ", ".join(
                  f"{k} {v:.3f}" for k, v in shipped["select_quantiles"].items()) + ").", "",
              "## Alternatives (out-of-scope rate; frontal rows: films lost)", ""]
     keys = [k for k in tables[SHIPPED] if k.startswith("all ")]
@@ -174,7 +186,8 @@ def write_report(report: dict, items: list[Item], out_dir: Path, meta: dict) -> 
               "`colour` photo or colour image (the colour rule, mean saturation >= "
               f"{COLOUR_LIMIT}); `blank` blank or nearly uniform; `inverted` probably inverted; `other` not a "
               "frontal chest film (the head, no kind likely); `far` far from the training films (the distance)."]
-    (out_dir / "scope_head.md").write_text("\n".join(lines) + "\n")
+    (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    return out_dir / f"{stem}.md"
 
 
 def write_model(model, head: dict, threshold: float, rule: str, fitted_on: str, out: Path) -> None:
@@ -198,38 +211,43 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="default: the bundled model")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--fit-only", action="store_true",
+                        help="fit the shipped head and judge it on the frontal films only (no cross-validation, "
+                             "no alternatives): for storing a head whose evaluation was run already")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
-    parser.add_argument("--write", type=Path, nargs="*", default=[],
-                        help="model files to store the shipped head in (each a copy of --model, or of the "
-                             "file of that name's other format: same network, .tflite or .onnx)")
+    parser.add_argument("--split-file", type=Path, default=None,
+                        help="the model's training run's split.csv (default: the bundled model's films: its test "
+                             "split in tests/fixtures, the other cxr3/nih films by patient into fit and select)")
+    parser.add_argument("--write", type=Path, default=None,
+                        help="store the shipped head in a copy of --model at this path (may be --model itself)")
     args = parser.parse_args()
     model = load_model(args.model or default_model_path())
-    items = all_items(args.data)
+    items = all_items(args.data, args.split_file)
     if not any(item.role == "select" for item in items):
         parser.error(f"no frontal films under {args.data} (cxr3/, nih/): give --data")
     out = model_outputs(model, items)
-    report = evaluate(items, out, model.scope_threshold, args.folds)
-    command = "python benchmarks/scope_head.py" + (f" --model {args.model}" if args.model else "")
-    meta = {"model": model.path.name, "command": command, "folds": args.folds, "cache": str(CACHE),
+    folds = 0 if args.fit_only else args.folds
+    variants = {SHIPPED: VARIANTS[SHIPPED]} if args.fit_only else VARIANTS
+    report = evaluate(items, out, model.scope_threshold, folds, variants)
+    command = "python benchmarks/scope_head.py" + (f" --model {args.model}" if args.model else "") + (
+        f" --split-file {args.split_file}" if args.split_file else "") + (" --fit-only" if args.fit_only else "")
+    meta = {"model": model.path.name, "command": command, "folds": folds, "cache": str(CACHE),
             "items": len(items), "decoded": int(out["decoded"].sum())}
-    write_report(report, items, args.out, meta)
-    print((args.out / "scope_head.md").read_text())
+    print(write_report(report, items, args.out, meta).read_text())
     shipped = report[SHIPPED]
     role = np.array([i.role for i in items])
     n_fit = int(((role == "fit") | (role == "negative")).sum())
     kinds = Counter(items[i].kind for i in np.flatnonzero(role == "negative"))
     fitted_on = (f"{int((role == 'fit').sum())} frontal films (cxr3, nih; not the test split) and "
                  + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) + f" negatives ({n_fit} images)")
-    rule = ("the largest per-source 99 % quantile of p(not frontal) over frontal films the head never learned "
+    rule = (f"the largest per-source {100 * SELECT_QUANTILE:g} % quantile of p(not frontal) over frontal films the "
+            "head never learned "
             "from (" + ", ".join(f"{k} {v:.3f}" for k, v in shipped["select_quantiles"].items()) + ")")
-    for target in args.write:
-        source = model.path if target.suffix == model.path.suffix else model.path.with_suffix(target.suffix)
-        twin = model if source == model.path else load_model(source)
-        tmp = target.with_name(target.name + ".tmp")
-        write_model(twin, shipped["head"], shipped["threshold"], rule, fitted_on, tmp)
-        shutil.move(tmp, target)
-        print(f"wrote {target}")
-
+    if args.write is not None:
+        tmp = args.write.with_name(args.write.name + ".tmp")
+        write_model(model, shipped["head"], shipped["threshold"], rule, fitted_on, tmp)
+        shutil.move(tmp, args.write)
+        print(f"wrote {args.write}")
 
 if __name__ == "__main__":
     main()

@@ -25,7 +25,7 @@ from PIL import Image
 from xscreen.export._scope_negatives import FROM_FILM, FROM_SEED
 from xscreen.runtime import DecodeError, decode_radiograph
 from xscreen.runtime._demo import synthetic_film
-from xscreen.runtime._labelled import read_labelled_folder
+from xscreen.runtime._labelled import read_labelled_folder, read_split_csv
 from xscreen.runtime._scope import RADIOGRAPH_MODALITIES
 
 ROOT = Path(__file__).resolve().parent
@@ -48,6 +48,22 @@ class Item:
 def package_folder(package: str, *parts: str) -> Path | None:
     spec = importlib.util.find_spec(package)
     return None if spec is None or spec.origin is None else Path(spec.origin).parent.joinpath(*parts)
+
+
+def split_items(split_file: Path, seed: int = 0) -> list[Item]:
+    """A training run's own films (its ``split.csv``): train films fit the head, val films choose its
+    threshold, test films judge it (a sample of each source's, as for the bundled model)."""
+    rng = np.random.default_rng(seed)
+    images = read_split_csv(split_file)
+    items = []
+    for split, role, cap in (("train", "fit", PER_SOURCE_FIT), ("val", "select", PER_SOURCE_SELECT),
+                             ("test", "test", PER_SOURCE_SELECT)):
+        for source in sorted({img.source for img in images}):
+            chosen = [img for img in images if img.split == split and img.source == source]
+            for i in sorted(rng.permutation(len(chosen))[:cap]):
+                img = chosen[i]
+                items.append(Item(str(img.path), "frontal", img.group, role, f"{img.path.parent.parent.name}:{source}"))
+    return items
 
 
 def frontal_items(data: Path, seed: int = 0) -> list[Item]:
@@ -153,14 +169,15 @@ def _save(path: Path, make) -> Path:
     return path
 
 
-def all_items(data: Path) -> list[Item]:
-    frontal = frontal_items(data)
+def all_items(data: Path, split_file: Path | None = None) -> list[Item]:
+    """Every image of the benchmark; frontal films from ``split_file`` (a run's split.csv) when given."""
+    frontal = frontal_items(data) if split_file is None else split_items(split_file)
     donors = [item for item in frontal if item.role in ("fit", "test") and item.set.startswith("cxr3")]
     return frontal + ood_items(data) + pydicom_items() + photo_items() + synthetic_items(CACHE / "synthetic", donors)
 
 
 def model_outputs(model, items: list[Item], batch: int = 16) -> dict[str, np.ndarray]:
-    """``z`` (N, k), ``score`` (N,), ``colour``, ``spread`` (pixel std) (N,), ``decoded`` (N,) bool for ``items``: cached per model."""
+    """``z`` (N, k); ``score``, ``colour``, ``spread`` (pixel std), ``decoded`` (N,) for ``items``; cached per model."""
     key = hashlib.sha256(json.dumps([asdict(i) for i in items]).encode()).hexdigest()[:16]
     cache = CACHE / model.sha256[:16] / f"{key}.npz"
     if cache.is_file():
