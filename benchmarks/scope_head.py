@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from scope_sets import CACHE, Item, all_items, model_outputs
+from scope_sets import CACHE, DEMO_SET, Item, all_items, model_outputs
 
 from xscreen.export._scope_head import SELECT_QUANTILE, fit_head, head_metadata, select_threshold
 from xscreen.runtime import load_model
@@ -137,6 +137,9 @@ def table(items: list[Item], reasons: dict[int, str]) -> dict:
     by: dict[str, list[str]] = {}
     for i, reason in reasons.items():
         item = items[i]
+        if item.set == DEMO_SET:  # drawn by a program: neither a film nor a negative the head learned from
+            by.setdefault("all demo drawings", []).append(reason)
+            continue
         name = (f"frontal {item.role}: {item.set}" if item.kind == "frontal" else f"{item.kind}: {item.set}")
         by.setdefault(name, []).append(reason)
         by.setdefault(f"all {item.kind}" + (f" ({item.role})" if item.kind == "frontal" else ""), []).append(reason)
@@ -163,8 +166,9 @@ def write_report(report: dict, items: list[Item], out_dir: Path, meta: dict) -> 
               f"{meta['folds']}-fold cross-validation (each fold's threshold chosen on the select films). "
               if meta["folds"] else "Negatives: not judged here (`--fit-only`; see `scope_head.md`). ") + "Frontal "
              "`test` films: the bundled model's own test split (never seen in training, nor by the head); "
-             "`extra`: judged only, and not held out from the network (full-resolution originals of cxr3 "
-             "training films; the demo's synthetic films). 95 % Wilson intervals.", "",
+             "`extra`: judged only, not held out from the network (full-resolution originals of cxr3 training "
+             "films). `demo drawings`: the synthetic films `xscreen demo` draws, judged only (they are not chest "
+             "films; the demo screens them with the image check off). 95 % Wilson intervals.", "",
              f"Shipped: {SHIPPED}: threshold {shipped['threshold']:.4f} on p(not a frontal chest film), the largest "
              f"per-source {100 * SELECT_QUANTILE:g} % quantile over the select films (" + ", ".join(
                  f"{k} {v:.3f}" for k, v in shipped["select_quantiles"].items()) + ").", "",

@@ -34,6 +34,7 @@ CACHE = Path("/tmp/xscreen-scope-cache")
 CROSS_SECTIONS = frozenset({"CT", "MR", "PT", "NM"})  # slices: "CT or cross-section"
 PER_SOURCE_FIT, PER_SOURCE_SELECT = 700, 400
 SYNTHETIC_PER_MAKER, FILMS_PER_DERIVATION, DEMO_FILMS = 60, 120, 40
+DEMO_SET = "demo-synthetic"
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def synthetic_items(folder: Path, films: list[Item]) -> list[Item]:
             items.append(Item(str(path), kind, film.group, "negative", name))
     for seed in range(DEMO_FILMS):
         path = _save(folder / f"demo-{seed}.png", lambda seed=seed: (synthetic_film(seed) * 255).astype(np.uint8))
-        items.append(Item(str(path), "frontal", f"demo-{seed}", "extra", "demo-synthetic"))
+        items.append(Item(str(path), "frontal", f"demo-{seed}", "extra", DEMO_SET))
     return items
 
 
