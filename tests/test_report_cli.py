@@ -203,3 +203,14 @@ def test_report_in_an_install_without_the_bundled_model_is_table_only(scans, tmp
     result = xscreen("report", out)
     assert result.exit_code == 0, result.output
     assert "No model given" in result.stdout and out.with_suffix(".html").is_file()
+
+
+def test_a_run_where_every_file_is_out_of_scope_still_writes_its_report(tmp_path):
+    """No film screened, so no speed: the report says so instead of the run ending in a TypeError."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    save_png(folder / "noise.png", noise())
+    report = tmp_path / "r.html"
+    result = xscreen("run", folder, "--model", SCOPED_INT8_TFLITE, "--out", tmp_path / "r.csv", "--report", report)
+    assert result.exit_code == 0, result.output
+    assert "– images/s" in html.unescape(report.read_text())
