@@ -35,6 +35,7 @@ import importlib.util
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -242,8 +243,11 @@ def write_report(report: dict, out: Path) -> None:
     lines = [
         "# Scope check: out-of-scope rates and cost",
         "",
-        f"Model `{report['model']}` (threshold {report['threshold']}), {report['machine']}. "
-        "Produced by `benchmarks/scope_rates.py`.",
+        f"Model `{report['model']}` (distance threshold {report['threshold']}"
+        + (f"; scope head threshold {report['head_threshold']} on p(not frontal), fitted by "
+           "`benchmarks/scope_head.py`: cross-validated rates in `scope_head.md`" if report.get("head_threshold")
+           else "; no scope head") + f"), {report['machine']}. "
+        f"Produced by `{report['command']}`.",
         "",
         "| set | files | decoded | out of scope (header + image) | image score alone | reasons |",
         "|---|---|---|---|---|---|",
@@ -312,6 +316,8 @@ def main() -> None:
     report = {
         "model": str(model.path), "backend": model.backend, "threads": model.threads,
         "threshold": model.scope_threshold, "scope": model.metadata.scope,
+        "head_threshold": None if model.scope_head is None else model.scope_head.threshold,
+        "command": "python benchmarks/scope_rates.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {platform.python_version()}, {model.backend}, {model.threads} threads",
         "sets": results, "cost": cost(model, film, baseline, args.clock), "clock": args.clock,
         "baseline": None if baseline is None else str(baseline.path),

@@ -314,7 +314,7 @@ def test_the_head_names_the_kind_and_needs_no_second_pass():
     model = _StubModel(_head([0.0, 3.0, 0.0, 0.0]))  # p(lateral) 0.87: a lateral view
     reasons = image_reasons(model, pixels, outputs, np.array([True, True, False, True]),
                             np.array([0.0, 0.2, 0.0, 0.0], np.float32))
-    assert reasons[0] == "out of scope: lateral view (the model reads frontal films) (p 0.957 > 0.5)"
+    assert reasons[0] == "out of scope: lateral view (the model reads frontal films; p(not frontal) 0.957 > 0.5)"
     assert reasons[1].startswith("out of scope: photo or colour image")  # colour first
     assert reasons[2] is None  # not decoded
     assert reasons[3].startswith("out of scope: lateral view")  # the head speaks before the distance
@@ -367,6 +367,6 @@ def test_a_model_file_carrying_a_head_applies_it(tmp_path):
         [result] = screen_files(files, model)
         assert result.status == expected, result.error
         if expected == "out_of_scope":
-            assert result.error.startswith("out of scope: blank or nearly uniform image (p 0.993 > 0.5)")
+            assert result.error == "out of scope: blank or nearly uniform (p(not frontal) 0.993 > 0.5)"
     info = cli_runner().invoke(main, ["info", str(tmp_path / "headed.onnx")])
     assert "scope head says p(not a frontal chest film) > 0.5" in " ".join(info.output.replace("│", " ").split())

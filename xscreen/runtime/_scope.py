@@ -48,13 +48,13 @@ SPREAD_SCALE = 64.0  # pixel std is divided by this before it enters the head
 # What the scope head tells apart, in its output order (the first is the only one in scope), and what
 # the user reads for each. "other": anything else that is not a frontal chest film.
 HEAD_KINDS = ("frontal", "lateral", "ct", "photo", "blank", "inverted", "other")
-KIND_REASONS = {
-    "lateral": "lateral view (the model reads frontal films)",
-    "ct": "CT or cross-section, not a projection radiograph",
-    "photo": "photo or colour image, not a radiograph",
-    "blank": "blank or nearly uniform image",
-    "inverted": "probably inverted (a negative; check MONOCHROME1/export settings)",
-    "other": "not a frontal chest film",
+KIND_REASONS = {  # kind -> (what the user reads, advice or None)
+    "lateral": ("lateral view", "the model reads frontal films"),
+    "ct": ("CT or cross-section", None),
+    "photo": ("photo or colour image", None),
+    "blank": ("blank or nearly uniform", None),
+    "inverted": ("probably inverted", "a negative; check MONOCHROME1/export settings"),
+    "other": ("not a frontal chest film", None),
 }
 # The reason names a kind only when that kind holds at least this share of the out-of-scope probability;
 # otherwise it says only that the image is not a frontal chest film.
@@ -144,7 +144,9 @@ class ScopeHead:
         kind = self.kind(p)
         if kind is None:
             return None
-        return f"out of scope: {KIND_REASONS[kind]} (p {1.0 - float(p[0]):.3f} > {self.threshold:.3g})"
+        what, advice = KIND_REASONS[kind]
+        return (f"out of scope: {what} ({advice + '; ' if advice else ''}"
+                f"p(not frontal) {1.0 - float(p[0]):.3f} > {self.threshold:.3g})")
 
 
 def colour_reason(colour: float) -> str | None:
