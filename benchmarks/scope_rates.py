@@ -237,6 +237,17 @@ def header_cost(path: Path) -> float:
     return _median_ms(lambda: dicom_header_reason(ds))
 
 
+def _without_weights(scope: dict | None) -> dict | None:
+    """The model's scope metadata without its long number lists (class means, the head's weights)."""
+    if scope is None:
+        return None
+    head = scope.get("head")
+    found = {k: v for k, v in scope.items() if k not in ("class_means", "head")}
+    if head:
+        found["head"] = {k: v for k, v in head.items() if k not in ("weights", "bias")}
+    return found
+
+
 def write_report(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "scope_rates.json").write_text(json.dumps(report, indent=2))
@@ -315,7 +326,7 @@ def main() -> None:
     chest_cr = package_folder("data_store", "data", "RG1_UNCR.dcm")
     report = {
         "model": str(model.path), "backend": model.backend, "threads": model.threads,
-        "threshold": model.scope_threshold, "scope": model.metadata.scope,
+        "threshold": model.scope_threshold, "scope": _without_weights(model.metadata.scope),
         "head_threshold": None if model.scope_head is None else model.scope_head.threshold,
         "command": "python benchmarks/scope_rates.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {platform.python_version()}, {model.backend}, {model.threads} threads",
