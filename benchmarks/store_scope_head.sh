@@ -10,12 +10,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
 PY=${PY:-python}
+# SPLIT: the run's split.csv for a newly trained model (default: the bundled model's films, tests/fixtures).
+SPLIT_ARGS=()
+if [ -n "${SPLIT:-}" ]; then SPLIT_ARGS=(--split-file "$SPLIT"); fi
 BEFORE=$(mktemp -d)
 trap 'rm -rf "$BEFORE"' EXIT
 cp xscreen/models/xscreen_int8.tflite xscreen/models/xscreen_int8.onnx "$BEFORE/"
-$PY benchmarks/scope_head.py --data "$DATA" --write xscreen/models/xscreen_int8.tflite
-$PY benchmarks/scope_head.py --data "$DATA" --model xscreen/models/xscreen_int8.onnx \
+$PY benchmarks/scope_head.py --data "$DATA" "${SPLIT_ARGS[@]}" --write xscreen/models/xscreen_int8.tflite
+$PY benchmarks/scope_head.py --data "$DATA" "${SPLIT_ARGS[@]}" --model xscreen/models/xscreen_int8.onnx \
     --write xscreen/models/xscreen_int8.onnx
 $PY benchmarks/same_network.py "$BEFORE/xscreen_int8.tflite" xscreen/models/xscreen_int8.tflite --data "$DATA"
 $PY benchmarks/same_network.py "$BEFORE/xscreen_int8.onnx" xscreen/models/xscreen_int8.onnx --data "$DATA"
-$PY benchmarks/scope_rates.py --data "$DATA" --limit 500
+$PY benchmarks/scope_rates.py --data "$DATA" "${SPLIT_ARGS[@]}" --limit 500
