@@ -370,3 +370,18 @@ def test_a_model_file_carrying_a_head_applies_it(tmp_path):
             assert result.error == "out of scope: blank or nearly uniform (p(not frontal) 0.993 > 0.5)"
     info = cli_runner().invoke(main, ["info", str(tmp_path / "headed.onnx")])
     assert "scope head says p(not a frontal chest film) > 0.5" in " ".join(info.output.replace("│", " ").split())
+
+
+def test_a_model_file_with_a_malformed_head_is_refused_in_one_line(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from xscreen.export._metadata import embed_onnx_metadata
+    from xscreen.runtime import ModelContractError
+
+    source = load_model(SCOPED_FP32_ONNX)
+    head = {"kinds": ["frontal", "blank"], "features": 2, "threshold": 0.5, "weights": [[0.0, 0.0]], "bias": [0, 0]}
+    proto = onnx.load(str(source.path))
+    embed_onnx_metadata(proto, source.metadata.with_updates(scope={**source.metadata.scope, "head": head}))
+    onnx.save(proto, str(tmp_path / "bad_head.onnx"))
+    with pytest.raises(ModelContractError, match=r"bad_head.onnx: its scope head is malformed: .*weights \(1, 2\)"):
+        load_model(tmp_path / "bad_head.onnx")
