@@ -385,3 +385,23 @@ def test_a_model_file_with_a_malformed_head_is_refused_in_one_line(tmp_path):
     onnx.save(proto, str(tmp_path / "bad_head.onnx"))
     with pytest.raises(ModelContractError, match=r"bad_head.onnx: its scope head is malformed: .*weights \(1, 2\)"):
         load_model(tmp_path / "bad_head.onnx")
+
+
+def test_storing_a_head_in_a_tflite_file_rewrites_its_metadata_in_place(tmp_path):
+    """As benchmarks/scope_head.py --write does: the same network, the new metadata, no stale copy left behind."""
+    pytest.importorskip("tensorflow")
+    from xscreen.export._metadata import embed_tflite_metadata
+
+    source = load_model(SCOPED_FP32_TFLITE)
+    head = {"kinds": ["frontal", "blank"], "features": 2, "threshold": 0.5,
+            "weights": [[0.0, 0.0]] * 3, "bias": [0.0, 5.0]}
+    metadata = source.metadata.with_updates(scope={**source.metadata.scope, "head": head})
+    headed = embed_tflite_metadata(SCOPED_FP32_TFLITE.read_bytes(), metadata)
+    assert embed_tflite_metadata(headed, metadata) == headed  # stored again: the same bytes, not a second copy
+    (tmp_path / "headed.tflite").write_bytes(headed)
+    model = load_model(tmp_path / "headed.tflite")
+    assert model.scope_head.kinds == ("frontal", "blank")
+    pixels = np.stack([film(level)[..., None] for level in (20, 120, 190)])
+    pixels = np.stack([decode_radiograph(save_png(tmp_path / f"{i}.png", p[..., 0]), model.input_size)[..., None]
+                       for i, p in enumerate(pixels)])
+    np.testing.assert_array_equal(model.predict(pixels), source.predict(pixels))
