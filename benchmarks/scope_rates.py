@@ -11,8 +11,12 @@ Sets (each through ``xscreen.runtime.screen_files``, the pipeline ``xscreen run`
 * ``photos``: scikit-image's bundled sample photos (PNG and JPEG in ``skimage/data``);
 * ``synthetic``: the demo's synthetic films (``xscreen demo`` writes the first six) and 50 more seeds;
 * ``cxr3-test`` and ``nih-test``: held-out frontal films, the ``test`` rows of ``--split-file`` under
-  each folder (without a split file: every film of the folder, which includes training films);
-* ``fullres``: original full-resolution frontal films;
+  each folder (without a split file: the bundled model's cxr3 test films from ``tests/fixtures``, and
+  every nih film, which includes training films);
+* ``fullres``: original full-resolution frontal films (of cxr3 films, most of them training films);
+* ``ood-lateral``, ``ood-ct``: the real lateral films and CT slices of ``../shared/data/ood`` (the scope
+  head learned from them: cross-validated rates are in ``scope_head.md``);
+* ``blank``: uniform and nearly uniform images (seeds the head never saw);
 * ``cxr3-test-inverted``: the ``cxr3-test`` films as negatives: the reasons column shows how many are
   named *probably inverted*.
 
@@ -26,10 +30,12 @@ against ``predict`` alone, per image, at batch 1 and the pipeline's batch. Write
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -39,13 +45,15 @@ import numpy as np
 
 from xscreen.runtime import DEFAULT_BATCH_SIZE, DecodeError, decode_radiograph, load_model, screen_files
 from xscreen.runtime._demo import synthetic_film, write_demo_films
-from xscreen.runtime._labelled import read_labelled_folder, read_split_csv, stratified_sample
+from xscreen.runtime._labelled import LabelledImage, read_labelled_folder, read_split_csv, stratified_sample
 from xscreen.runtime._model import default_model_path
 from xscreen.runtime._scope import RADIOGRAPH_MODALITIES, dicom_header_reason, image_reasons
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT.parent.parent / "shared" / "data"
+BUNDLED_TEST_SPLIT = ROOT.parent / "tests" / "fixtures" / "bundled_model_test_split.csv"
 SYNTHETIC_EXTRA = 50
+BLANK_IMAGES = 40
 COST_RUNS = 300
 
 
@@ -86,6 +94,33 @@ def synthetic(folder: Path) -> list[Path]:
     return paths
 
 
+def ood(data: Path, kind: str) -> list[Path]:
+    """The real lateral films or CT slices of ``../shared/data/ood`` (``kind``: lateral, ct)."""
+    folder = data / "ood" / kind
+    return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+
+def blank_images(folder: Path) -> list[Path]:
+    """Uniform and nearly uniform images (xscreen.export._scope_negatives.blank), seeds the head never saw."""
+    from PIL import Image
+
+    from xscreen.export._scope_negatives import blank
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed in range(1000, 1000 + BLANK_IMAGES):
+        paths.append(folder / f"blank-{seed}.png")
+        Image.fromarray(blank(seed)).save(paths[-1])
+    return paths
+
+
+def bundled_test_rows(cxr3: Path) -> list[LabelledImage]:
+    """The bundled model's cxr3 test films (tests/fixtures/bundled_model_test_split.csv), as split rows."""
+    with open(BUNDLED_TEST_SPLIT, newline="") as fh:
+        return [LabelledImage((cxr3 / row["file"]).resolve(), row["label"], row["group"], "test")
+                for row in csv.DictReader(fh)]
+
+
 def frontal(folder: Path, split_rows, limit: int | None) -> list[Path]:
     """Held-out films of ``folder`` (the split file's test rows under it), or all of them without one."""
     if not folder.is_dir():
@@ -121,14 +156,16 @@ def rates(model, paths: list[Path]) -> dict:
     image_out = image_only = 0
     if model.has_scope:
         for path in paths:
+            facts: dict = {}
             try:
-                pixels = decode_radiograph(path, model.input_size, model.metadata.preprocessing)
+                pixels = decode_radiograph(path, model.input_size, model.metadata.preprocessing, facts=facts)
             except DecodeError:
                 continue
             batch = pixels[None, ..., None]
-            score = model.predict_outputs(batch).scope_score
+            outputs = model.predict_outputs(batch)
             image_only += 1
-            image_out += image_reasons(model, batch, score, np.ones(1, bool))[0] is not None
+            image_out += image_reasons(model, batch, outputs, np.ones(1, bool),
+                                       np.array([facts["colour"]]))[0] is not None
     return {
         "files": len(paths), "decoded": decoded, "errors": statuses["error"],
         "out_of_scope": statuses["out_of_scope"],
@@ -157,8 +194,7 @@ def cost(model, film: np.ndarray, baseline=None, clock: str = "wall") -> dict:
         screened = np.ones(batch, bool)
 
         def with_scope(pixels=pixels, screened=screened):
-            outputs = model.predict_outputs(pixels)
-            return image_reasons(model, pixels, outputs.scope_score, screened)
+            return image_reasons(model, pixels, model.predict_outputs(pixels), screened, np.zeros(len(pixels)))
 
         calls = {"predict": lambda pixels=pixels: model.predict(pixels), "with_scope": with_scope}
         if baseline is not None:
@@ -201,14 +237,28 @@ def header_cost(path: Path) -> float:
     return _median_ms(lambda: dicom_header_reason(ds))
 
 
+def _without_weights(scope: dict | None) -> dict | None:
+    """The model's scope metadata without its long number lists (class means, the head's weights)."""
+    if scope is None:
+        return None
+    head = scope.get("head")
+    found = {k: v for k, v in scope.items() if k not in ("class_means", "head")}
+    if head:
+        found["head"] = {k: v for k, v in head.items() if k not in ("weights", "bias")}
+    return found
+
+
 def write_report(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "scope_rates.json").write_text(json.dumps(report, indent=2))
     lines = [
         "# Scope check: out-of-scope rates and cost",
         "",
-        f"Model `{report['model']}` (threshold {report['threshold']}), {report['machine']}. "
-        "Produced by `benchmarks/scope_rates.py`.",
+        f"Model `{report['model']}` (distance threshold {report['threshold']}"
+        + (f"; scope head threshold {report['head_threshold']} on p(not frontal), fitted by "
+           "`benchmarks/scope_head.py`: cross-validated rates in `scope_head.md`" if report.get("head_threshold")
+           else "; no scope head") + f"), {report['machine']}. "
+        f"Produced by `{report['command']}`.",
         "",
         "| set | files | decoded | out of scope (header + image) | image score alone | reasons |",
         "|---|---|---|---|---|---|",
@@ -250,15 +300,19 @@ def main() -> None:
 
     model = load_model(args.model or default_model_path(), threads=args.threads)
     baseline = None if args.baseline is None else load_model(args.baseline, threads=args.threads)
-    split_rows = read_split_csv(args.split_file) if args.split_file else None
+    split_rows = read_split_csv(args.split_file) if args.split_file else bundled_test_rows(args.data / "cxr3")
     with tempfile.TemporaryDirectory() as tmp:
         sets = {
             "dicom-not-chest": dicom_not_chest(),
             "photos": photos(),
             "synthetic": synthetic(Path(tmp)),
             "cxr3-test": frontal(args.data / "cxr3", split_rows, args.limit),
-            "nih-test": frontal(args.data / "nih", split_rows, args.limit),
+            "nih-test" if args.split_file else "nih-all (incl. training films)":
+                frontal(args.data / "nih", split_rows if args.split_file else None, args.limit),
             "fullres": frontal(args.data / "fullres", None, args.limit),
+            "ood-lateral": ood(args.data, "lateral"),
+            "ood-ct": ood(args.data, "ct"),
+            "blank": blank_images(Path(tmp) / "blank"),
         }
         if not args.cost_only:
             sets["cxr3-test-inverted"] = inverted(sets["cxr3-test"], Path(tmp) / "inverted")
@@ -272,7 +326,9 @@ def main() -> None:
     chest_cr = package_folder("data_store", "data", "RG1_UNCR.dcm")
     report = {
         "model": str(model.path), "backend": model.backend, "threads": model.threads,
-        "threshold": model.scope_threshold, "scope": model.metadata.scope,
+        "threshold": model.scope_threshold, "scope": _without_weights(model.metadata.scope),
+        "head_threshold": None if model.scope_head is None else model.scope_head.threshold,
+        "command": "python benchmarks/scope_rates.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {platform.python_version()}, {model.backend}, {model.threads} threads",
         "sets": results, "cost": cost(model, film, baseline, args.clock), "clock": args.clock,
         "baseline": None if baseline is None else str(baseline.path),

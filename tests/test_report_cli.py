@@ -248,3 +248,14 @@ def test_a_read_only_report_folder_fails_before_screening(scans, tmp_path):
         locked.chmod(0o755)
     one_line_error(result, "--report", "cannot write in")
     assert not out.exists()
+
+
+def test_a_run_where_every_file_is_out_of_scope_still_writes_its_report(tmp_path):
+    """No film screened, so no speed: the report says so instead of the run ending in a TypeError."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    save_png(folder / "noise.png", noise())
+    report = tmp_path / "r.html"
+    result = xscreen("run", folder, "--model", SCOPED_INT8_TFLITE, "--out", tmp_path / "r.csv", "--report", report)
+    assert result.exit_code == 0, result.output
+    assert "– images/s" in html.unescape(report.read_text())

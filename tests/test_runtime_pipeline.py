@@ -54,10 +54,10 @@ def test_an_unexpected_failure_is_that_files_row_not_the_runs_end(model, tmp_pat
     paths = [save_png(tmp_path / f"{i}.png", two_tone(200)) for i in range(3)]
     real = pipeline.decode_radiograph
 
-    def flaky(path, size, preprocessing, scope_check):
+    def flaky(path, size, preprocessing, scope_check, facts):
         if Path(path).name == "1.png":
             raise MemoryError("cannot allocate")
-        return real(path, size, preprocessing, scope_check=scope_check)
+        return real(path, size, preprocessing, scope_check=scope_check, facts=facts)
 
     monkeypatch.setattr(pipeline, "decode_radiograph", flaky)
     results = list(screen_files(paths, model))
@@ -86,7 +86,7 @@ def test_paths_are_consumed_only_a_few_batches_ahead(model, tmp_path):
 def test_decoding_overlaps_inference(monkeypatch):
     """With decoding and inference each taking 0.4 s in total, a run takes well under their 0.8 s sum."""
     monkeypatch.setattr(pipeline, "decode_radiograph",
-                        lambda path, size, preprocessing, scope_check: time.sleep(0.04) or grey(0, size))
+                        lambda path, size, preprocessing, scope_check, facts: time.sleep(0.04) or grey(0, size))
     times = pipeline.StageTimes()
     started = time.perf_counter()
     batches = list(pipeline.screen_batches([f"{i}.png" for i in range(40)], _SlowModel(0.04), workers=4,

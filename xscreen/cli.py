@@ -538,23 +538,26 @@ def demo(ctx: click.Context, folder: Path | None, model_path: Path | None, out: 
     The synthetic films (./xscreen-demo, every name marked SYNTHETIC) are drawn by a program, not
     X-rays of anyone: they show the pipeline at work, and the predictions on them mean nothing.
     """
-    from .runtime._demo import DEMO_NOTE, fresh_result_path, write_demo_folder
+    from .runtime._demo import DEMO_NOTE, SYNTHETIC_SCOPE_NOTE, fresh_result_path, write_demo_folder
 
     err = Console(stderr=True)
     notes: tuple[str, ...] = ()
-    if folder is None:
+    synthetic = folder is None
+    if synthetic:
         notes = (DEMO_NOTE.strip(),)  # the report says it too: it is what gets shown around
         try:
             folder, films = write_demo_folder()
         except OSError as exc:
             raise CommandError(f"cannot write the demo films ({exc.strerror or exc}): "
                                "run xscreen demo from a writable folder") from None
-        err.print(f"[yellow]wrote {len(films)} {escape(DEMO_NOTE.strip())}[/]\nfolder: {escape(str(folder))}",
-                  highlight=False)
+        err.print(f"[yellow]wrote {len(films)} {escape(DEMO_NOTE.strip())}\n{SYNTHETIC_SCOPE_NOTE}[/]\n"
+                  f"folder: {escape(str(folder))}", highlight=False)
     elif not folder.is_dir():
         raise CommandError(f"{folder} is not a folder")
     out = out or fresh_result_path(folder)
-    ctx.invoke(run, target=folder, model_path=model_path, out=out, report=out.with_suffix(".html"), report_notes=notes)
+    # Drawings are not chest films, and the image check says so: off for them, to show the rest of the pipeline.
+    ctx.invoke(run, target=folder, model_path=model_path, out=out, report=out.with_suffix(".html"),
+               report_notes=notes, no_scope_check=synthetic)
 
 
 @main.command("report")

@@ -13,14 +13,18 @@ def embed_tflite_metadata(model: bytes, metadata: ModelMetadata) -> bytes:
     from tensorflow.lite.tools import flatbuffer_utils
 
     tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    data = np.frombuffer(metadata.to_json().encode("utf-8"), dtype=np.uint8)
+    earlier = [m for m in (tree.metadata or []) if _name(m) == METADATA_KEY]
+    if earlier:  # rewrite the earlier entry's buffer in place, rather than leave it behind unused
+        tree.buffers[earlier[0].buffer].data = data
+        return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
     buffer = schema.BufferT()
-    buffer.data = np.frombuffer(metadata.to_json().encode("utf-8"), dtype=np.uint8)
+    buffer.data = data
     tree.buffers.append(buffer)
     entry = schema.MetadataT()
     entry.name = METADATA_KEY
     entry.buffer = len(tree.buffers) - 1
-    # Replace an earlier xscreen entry rather than keeping two.
-    tree.metadata = [m for m in (tree.metadata or []) if _name(m) != METADATA_KEY] + [entry]
+    tree.metadata = list(tree.metadata or []) + [entry]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
 
 

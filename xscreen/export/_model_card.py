@@ -196,6 +196,9 @@ def write_model_card(run: Path, exported: Path, shipped: str, out: Path, scope_r
     md.append("")
     if scope_rates is not None and Path(scope_rates).is_file():
         md += [Path(scope_rates).read_text().strip(), ""]
+        head_report = Path(scope_rates).with_name("scope_head.md")  # benchmarks/scope_head.py, beside it
+        if head_report.is_file():
+            md += [head_report.read_text().strip().replace("# Scope head", "## Scope head", 1), ""]
     if shortcut_audit is not None and Path(shortcut_audit).is_file():
         md += ["## Where the model looks: heatmap shortcut audit", "", Path(shortcut_audit).read_text().strip(), ""]
     md += ["## Per-format detail", "", report_markdown(keras, "Keras (reference)")]

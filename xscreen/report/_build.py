@@ -215,7 +215,9 @@ def screen_and_report(target: Path, model: ScreeningModel, out: Path, *, heatmap
         if summary.skipped_resumed and drawing:
             notes.append(f"{summary.skipped_resumed:,} films were screened by an earlier run (--resume): "
                          "no heatmaps for them here; xscreen report can draw them.")
-        run_facts = [("speed", f"{summary.images_per_s:,.1f} images/s ({summary.elapsed_s:.1f} s) with "
+        # No speed when no film was screened (every one out of scope or unreadable).
+        speed = "–" if summary.images_per_s is None else f"{summary.images_per_s:,.1f}"
+        run_facts = [("speed", f"{speed} images/s ({summary.elapsed_s:.1f} s) with "
                                f"{model.path.name} on {model.backend}")]
         write_report_for(read_results(out), report, model=model, renderer=renderer, notes=notes,
                          run_facts=run_facts, heatmap_dir=heatmap_dir,

@@ -21,7 +21,10 @@ Every model xscreen exports (``xscreen.export``) follows it, and the runtime rea
     kernel (no bias, no softmax): heatmaps from numpy alone, exact for a GAP + dense head.
   - ``scope`` ``(N, k)``: whitened PCA coordinates of the pooled features, ``z = (f - mean) @ W``.
     The score ``min_c mean_j (z_j - class_means[c][j])^2`` (about 1 for training-like films) above
-    ``metadata.scope["threshold"]`` puts a film out of scope.
+    ``metadata.scope["threshold"]`` puts a film out of scope. Optionally ``metadata.scope["head"]``, a
+    multinomial logistic regression on ``z[:features]`` and the pixel spread (``kinds``, ``features``,
+    ``weights`` (features + 1, K), ``bias`` (K,), ``threshold`` on 1 - p(frontal); see
+    ``runtime._scope.ScopeHead``), names what a film out of scope is. Files without it keep the score alone.
 * **Metadata**: a JSON object (:class:`ModelMetadata`) stored *inside* the model file: in a
   ``.tflite`` as the flatbuffer metadata entry named :data:`METADATA_KEY`, in an ``.onnx`` as the
   ``metadata_props`` entry of that name. A model without it still runs when the caller supplies

@@ -136,7 +136,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 
 def decode_radiograph(
     path: str | os.PathLike, size: tuple[int, int] | None = None, preprocessing: str = PREPROCESSING_ID,
-    *, scope_check: bool = False, budget: DecodeBudget | None = None,
+    *, scope_check: bool = False, budget: DecodeBudget | None = None, facts: dict | None = None,
 ) -> np.ndarray:
     """Decode a PNG or TIFF (8/16-bit), JPEG, BMP or DICOM file into a grey ``uint8`` array, upright.
 
@@ -148,10 +148,14 @@ def decode_radiograph(
     with ``scope_check``, its subclass :class:`OutOfScopeError` for a DICOM whose header says it is not a
     frontal chest radiograph, or an image too small or too thin to be one (both checked before its
     pixels are decoded), or a blank one (``_degenerate.py``).
+    ``facts``, when given, receives what the grey pixels no longer show: ``colour``, the image's
+    mean saturation (0 for a grey image; see :func:`colourfulness`), for the scope check.
     """
     if preprocessing not in PREPROCESSINGS:
         raise ValueError(f"unknown preprocessing {preprocessing!r}; known: {', '.join(PREPROCESSINGS)}")
-    grey = _decode_any(path, size, scope_check, budget or DECODE_BUDGET)
+    facts = {} if facts is None else facts
+    facts["colour"] = 0.0
+    grey = _decode_any(path, size, scope_check, budget or DECODE_BUDGET, facts)
     reason = blank_reason(grey) if scope_check else None
     if reason is not None:
         raise OutOfScopeError(reason)
@@ -169,7 +173,7 @@ def jpeg_round_trip(grey: np.ndarray, quality: int) -> np.ndarray:
 
 
 def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None, scope_check: bool,
-                budget: DecodeBudget) -> np.ndarray:
+                budget: DecodeBudget, facts: dict) -> np.ndarray:
     path = Path(path)
     try:
         info = path.stat()
@@ -189,9 +193,9 @@ def _decode_any(path: str | os.PathLike, size: tuple[int, int] | None, scope_che
     if kind is None:
         raise DecodeError(f"not a {FORMAT_NAMES} file (unrecognised content)")
     if kind.startswith("dicom"):
-        grey = _decode_dicom(path, scope_check, budget, force=kind != "dicom")
+        grey = _decode_dicom(path, scope_check, budget, facts, force=kind != "dicom")
         return grey if size is None else resize_grey(grey, size)
-    return _decode_pillow(path, kind, size, scope_check, budget)
+    return _decode_pillow(path, kind, size, scope_check, budget, facts)
 
 
 def resize_grey(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -203,7 +207,7 @@ def resize_grey(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _decode_pillow(path: Path, kind: str, size: tuple[int, int] | None, scope_check: bool,
-                   budget: DecodeBudget) -> np.ndarray:
+                   budget: DecodeBudget, facts: dict) -> np.ndarray:
     name = _PILLOW_FORMATS[kind]
     try:
         with warnings.catch_warnings():
@@ -216,15 +220,17 @@ def _decode_pillow(path: Path, kind: str, size: tuple[int, int] | None, scope_ch
                 if reason is not None:
                     raise OutOfScopeError(reason)
                 if size is not None and im.format == "JPEG":
-                    # Decoding at 1/2, 1/4 or 1/8 scale is the biggest saving at full resolution.
+                    # Decoding at 1/2, 1/4 or 1/8 scale is the biggest saving at full resolution. YCbCr
+                    # keeps the colour for the scope check; its Y channel is the grey "L" would give.
                     target = _stored_target(size, _orientation(im))  # a JPEG's EXIF is in its header
-                    im.draft("L", (target[1], target[0]))
+                    im.draft("YCbCr", (target[1], target[0]))
                 if im.format == "TIFF":
                     _unswap_tiff_size(im)
                 with budget.hold(_decoded_bytes(im)):
                     im.load()
                     orientation = _orientation(im)  # a PNG's EXIF may follow its pixels: Pillow loads them to read it
                     target = None if size is None else _stored_target(size, orientation)
+                    facts["colour"] = colourfulness(im)
                     grey = _grey_uint8(im, _reduce_factor(im.size, target))
                     im.close()  # free the full-size pixels before the budget lets another image in
     except DecodeError:
@@ -346,6 +352,25 @@ def _check_dimensions(width: int, height: int) -> None:
         )
 
 
+COLOUR_SAMPLE = 64  # px: the colour measure looks at a thumbnail; a tint is not a detail
+
+
+def colourfulness(im: Image.Image) -> float:
+    """Mean saturation, max(R, G, B) - min(R, G, B) over 255, of a small copy: 0 for any grey image.
+
+    A radiograph is grey whatever its file's mode (grey films are often saved as RGB); a photo is not.
+    The image is box-reduced before its RGB copy is made, so a huge colour file costs no full-size copy.
+    """
+    if im.mode not in ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+        return 0.0
+    factor = max(1, min(im.size) // COLOUR_SAMPLE)
+    small = im.reduce(factor) if factor > 1 and im.mode in ("RGB", "RGBA") else im
+    small = small.convert("RGB")
+    small.thumbnail((COLOUR_SAMPLE, COLOUR_SAMPLE))
+    rgb = np.asarray(small, dtype=np.int16)
+    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean() / 255.0)
+
+
 def scale_to_uint8(values: np.ndarray) -> np.ndarray:
     """Map an image's own value range (16-bit PNG, DICOM after LUTs) linearly onto 0..255."""
     values = np.asarray(values)
@@ -387,7 +412,8 @@ _MISSING_CODEC = re.compile(r"missing (required )?dependenc|no (available )?(pix
                             r"plugins are missing|not installed|unable to decompress", re.IGNORECASE)
 
 
-def _decode_dicom(path: Path, scope_check: bool, budget: DecodeBudget, force: bool = False) -> np.ndarray:
+def _decode_dicom(path: Path, scope_check: bool, budget: DecodeBudget, facts: dict,
+                  force: bool = False) -> np.ndarray:
     pydicom = _import_pydicom()
     try:
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -422,10 +448,10 @@ def _decode_dicom(path: Path, scope_check: bool, budget: DecodeBudget, force: bo
         _assume_transfer_syntax(ds)
     # The stored frames (up to 4 bytes a sample) and the float64 LUT output of one frame.
     with budget.hold(columns * rows * (frames * samples * 4 + 8)):
-        return _dicom_grey(ds, frames, samples, apply_modality_lut, apply_voi_lut)
+        return _dicom_grey(ds, frames, samples, apply_modality_lut, apply_voi_lut, facts)
 
 
-def _dicom_grey(ds, frames: int, samples: int, apply_modality_lut, apply_voi_lut) -> np.ndarray:
+def _dicom_grey(ds, frames: int, samples: int, apply_modality_lut, apply_voi_lut, facts: dict) -> np.ndarray:
     try:
         pixels = ds.pixel_array
     except Exception as exc:
@@ -438,7 +464,9 @@ def _dicom_grey(ds, frames: int, samples: int, apply_modality_lut, apply_voi_lut
     if frames > 1:
         pixels = pixels[0]  # multi-frame: screen the first frame
     if samples > 1:
-        return np.asarray(Image.fromarray(scale_to_uint8(pixels)).convert("L"))
+        colour = Image.fromarray(scale_to_uint8(pixels))
+        facts["colour"] = colourfulness(colour)
+        return np.asarray(colour.convert("L"))
     with _pydicom_lock:  # LUT helpers are not documented as thread-safe
         values = apply_modality_lut(pixels, ds)
         values = apply_voi_lut(values, ds)

@@ -23,6 +23,9 @@ DEMO_NOTE = (
 )
 
 
+SYNTHETIC_SCOPE_NOTE = ("The image scope check is off for them: it calls drawings what they are, not frontal chest "
+                        "films (on your own folder, `xscreen demo FOLDER`, it is on).")
+
 DEMO_FOLDER = Path("xscreen-demo")
 RESULT_NAME = "xscreen-results"
 

@@ -18,7 +18,7 @@ import numpy as np
 from ._backends import TensorSpec, model_format, open_engine, usable_cores
 from ._contract import INPUT_SCALING_CHOICES, INPUT_SCALINGS, ModelContractError, ModelMetadata
 from ._decode import PREPROCESSINGS
-from ._scope import scope_scores
+from ._scope import ScopeHead, scope_scores
 
 OUTPUT_ROLES = ("probabilities", "cam", "scope")  # what an output can be (see _contract.py)
 # A model without metadata: extra[ASSUMED] marks what the user said, extra["output"] what its output was found to be.
@@ -74,6 +74,7 @@ class ModelOutputs:
     probabilities: np.ndarray  # (N, C) float32, label order
     cam: np.ndarray | None  # (N, h, w, C) float32 class-activation maps; None: the model has none
     scope_score: np.ndarray | None  # (N,) float32, in scope when <= metadata.scope["threshold"]; None: no scope
+    scope: np.ndarray | None = None  # (N, k) float32 whitened coordinates the score and the scope head read
 
 
 class ScreeningModel:
@@ -108,6 +109,7 @@ class ScreeningModel:
         self._roles = match_outputs(engine.outputs, metadata, path)
         scope = metadata.scope if "scope" in self._roles else None
         self._class_means = None if scope is None else _class_means(scope, self.labels, path)
+        self.scope_head = None if scope is None or not scope.get("head") else _scope_head(scope, metadata, path)
         self._sha256: str | None = None
 
     @property
@@ -154,13 +156,14 @@ class ScreeningModel:
         """Probabilities, class-activation maps and scope scores for grey pixels ``(N, H, W, 1)`` uint8."""
         n = len(pixels)
         raw = self._run(pixels)
-        scope_score = None
+        scope = scope_score = None
         if self._class_means is not None:
-            scope_score = scope_scores(self._output(raw, "scope", n), self._class_means)
+            scope = self._output(raw, "scope", n)
+            scope_score = scope_scores(scope, self._class_means)
         return ModelOutputs(
             probabilities=self._output(raw, "probabilities", n),
             cam=self._output(raw, "cam", n) if self.has_heatmaps else None,
-            scope_score=scope_score,
+            scope_score=scope_score, scope=scope,
         )
 
     def _run(self, pixels: np.ndarray) -> list[np.ndarray]:
@@ -325,6 +328,14 @@ def _class_means(scope: dict, labels: tuple[str, ...], path: Path) -> np.ndarray
             f"{path}: its scope statistics hold {means.shape} class means for {len(labels)} labels"
         )
     return means
+
+
+def _scope_head(scope: dict, metadata: ModelMetadata, path: Path) -> ScopeHead:
+    """The scope head (``metadata.scope["head"]``), checked against the scope output's size."""
+    try:
+        return ScopeHead.from_metadata(scope["head"], int(metadata.outputs["scope"][-1]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelContractError(f"{path}: its scope head is malformed: {exc}") from exc
 
 
 def _image_layout(spec: TensorSpec, path: Path) -> tuple[bool, int]:

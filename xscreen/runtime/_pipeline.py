@@ -132,9 +132,9 @@ def screen_batches(
             start(np.empty((batch_size, height, width, 1), dtype=np.uint8))
         while pending:
             chunk, buffer, outcomes = pending.popleft()
-            failures = []
-            for outcome in outcomes:
-                failure, seconds = outcome.result() if isinstance(outcome, Future) else outcome
+            failures, colour = [], np.zeros(len(chunk), np.float32)
+            for i, outcome in enumerate(outcomes):
+                failure, seconds, colour[i] = outcome.result() if isinstance(outcome, Future) else outcome
                 failures.append(failure)
                 times.decode_s += seconds
             outputs, reasons = None, [None] * len(chunk)
@@ -148,7 +148,7 @@ def screen_batches(
                     outputs = ModelOutputs(model.predict(pixels), None, None)
                 if check_image:
                     screened = np.array([failure is None for failure in failures])
-                    reasons = image_reasons(model, pixels, outputs.scope_score, screened)
+                    reasons = image_reasons(model, pixels, outputs, screened, colour)
                 times.inference_s += time.perf_counter() - started
             start(buffer)  # the buffer is free again: decode the next batch into it
             yield _results(chunk, failures, reasons, outputs, model, heatmaps)
@@ -164,11 +164,16 @@ def _chunks(paths: Iterable, size: int) -> Iterator[list[Path]]:
 
 
 def _decode_into(buffer: np.ndarray, slot: int, path: Path, preprocessing: str,
-                 scope_check: bool) -> tuple[tuple[str, str] | None, float]:
-    """Decode ``path`` into ``buffer[slot]``; return ((status, reason) or None when decoded, seconds spent)."""
+                 scope_check: bool) -> tuple[tuple[str, str] | None, float, float]:
+    """Decode ``path`` into ``buffer[slot]``: ((status, reason) or None when decoded, seconds, colour).
+
+    colour: the image's mean saturation before the grey conversion, for the scope check (0 when not decoded).
+    """
     started = time.perf_counter()
+    facts = {"colour": 0.0}
     try:
-        buffer[slot, :, :, 0] = decode_radiograph(path, buffer.shape[1:3], preprocessing, scope_check=scope_check)
+        buffer[slot, :, :, 0] = decode_radiograph(path, buffer.shape[1:3], preprocessing, scope_check=scope_check,
+                                                  facts=facts)
         failure = None
     except OutOfScopeError as exc:
         failure = ("out_of_scope", str(exc))
@@ -176,7 +181,7 @@ def _decode_into(buffer: np.ndarray, slot: int, path: Path, preprocessing: str,
         failure = ("error", str(exc))
     except Exception as exc:  # a batch must go on: any failure is this file's row, not the run's end
         failure = ("error", f"unexpected {type(exc).__name__}: {exc}")
-    return failure, time.perf_counter() - started
+    return failure, time.perf_counter() - started, facts["colour"]
 
 
 def _results(chunk: list[Path], failures: list[tuple[str, str] | None], reasons: list[str | None],
