@@ -76,3 +76,25 @@ def test_bad_folders_say_what_is_wrong(tmp_path):
         read_labelled_folder(tmp_path / "empty")
     with pytest.raises(LabelledFolderError, match="not a folder"):
         read_labelled_folder(tmp_path / "missing")
+
+
+def test_tied_group_does_not_follow_string_hashing():
+    """A patient with one film of each of two labels is assigned by the sorted label, in every process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json; from pathlib import Path; from xscreen.export._train import split_by_group; "
+        "from xscreen.runtime._labelled import LabelledImage as L; "
+        "imgs = [L(Path(f'{lab}/g{g}_{k}.png'), lab, f'g{g}') for g in range(40) for k, lab in "
+        "enumerate(['healthy', 'pneumonia'] if g % 4 == 0 else ['healthy' if g % 2 else 'pneumonia'] * 2)]; "
+        "print(json.dumps(split_by_group(imgs, (0.8, 0.1, 0.1), 0)))"
+    )
+    runs = set()
+    for seed in ("0", "1", "2", "3", "4", "5"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        runs.add(tuple(json.loads(out.stdout)))
+    assert len(runs) == 1

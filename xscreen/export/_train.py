@@ -102,7 +102,11 @@ def split_by_group(
     by_label: dict[str, list[str]] = {}
     for name, members in groups.items():
         labels = [images[i].label for i in members]
-        by_label.setdefault(max(set(labels), key=labels.count), []).append(name)
+        # A tie (a patient with as many films of two labels) goes to the first label in sorted order:
+        # max() over a bare set would follow string hashing, which changes per process (PYTHONHASHSEED),
+        # and one group moving changes that label's whole shuffle. The bundled 0.2 model's split was
+        # drawn with all five tied nih patients on ``healthy``, which this rule gives.
+        by_label.setdefault(max(sorted(set(labels)), key=labels.count), []).append(name)
     assignment = [""] * len(images)
     for label in sorted(by_label):
         names = sorted(by_label[label])
