@@ -422,3 +422,6 @@ def test_split_test_with_the_bundled_model_uses_its_shipped_split(tmp_path, monk
     assert code == 0 and "warning:" not in output, output
     report = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert report["data"]["n_images"] == len(held_out) and report["data"]["split_file"] == str(shipped)
+    assert report["data"]["split_note"].startswith("reconstructed")
+    assert "reconstructed" in (tmp_path / "b" / "bench.md").read_text()
+    assert "reconstructed" in output

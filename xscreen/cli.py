@@ -357,6 +357,9 @@ def bench(data: Path, models: tuple[Path, ...], threads: tuple[int, ...], out: P
                   f"{escape(', '.join(hardware['simd']) or 'no SIMD flags found')}", highlight=False)
     for warning in report.data["training_films_warnings"].values():
         console.print(f"[bold red]warning:[/] {escape(warning)}", highlight=False)
+    if report.data.get("split_note"):
+        console.print(f"split {escape(str(report.data['split_file']))}: {escape(report.data['split_note'])}",
+                      highlight=False)
     for row in report.results:
         if row.get("assumptions") and row["threads"] == threads[0]:
             console.print(f"[yellow]{escape(row['assumptions'])}[/]", highlight=False)

@@ -13,7 +13,8 @@ only with a new version)::
                      cores_logical, cores_physical, cores_usable,
                      simd [e.g. "avx2", "avx512_vnni", "neon"], memory_mb, load_avg_1m, os, python,
                      xscreen, packages {distribution: version}, date_utc (ISO 8601)
-    data             path, split, split_file, limit, seed, n_images, per_class {label: count},
+    data             path, split, split_file, split_note (where the bundled model's shipped split comes from,
+                     when it is the split file; null otherwise), limit, seed, n_images, per_class {label: count},
                      readme (the data's own caveats, when found), model_training_data {model: text},
                      training_films_warnings {model: one line} (DATA is a folder the model's metadata
                      says it was trained on, and the bench is not --split test with a split file)

@@ -108,6 +108,15 @@ def read_split_file(split_file: Path, data: Path | None = None) -> dict[Path, st
         raise BenchError(str(exc)) from None
 
 
+# Where the shipped split comes from: the 0.2 build's own split.csv was lost and this one was recomputed.
+BUNDLED_SPLIT_NOTE = (
+    "reconstructed: recomputed from the cxr3 and nih manifests with xscreen train's split (seed 0, 80/10/10 by "
+    "patient, tied patients to the first label); the 0.2 build's own split.csv was lost. Its sizes "
+    "(train/val/test 9200/1153/1153) and test films per source and class equal the build's records (count "
+    "difference 0)"
+)
+
+
 def bundled_split_file(config: BenchConfig) -> Path | None:
     """The bundled model's own split (shipped beside it) for ``--split`` without a split file, when a
     bundled model is benched on a folder without train/valid/test folders; BenchError when not shipped."""
@@ -228,6 +237,8 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
             "path": str(config.data),
             "split": config.split,
             "split_file": None if config.split_file is None else str(config.split_file),
+            "split_note": (BUNDLED_SPLIT_NOTE if config.split_file is not None
+                           and Path(config.split_file).resolve() == BUNDLED_SPLIT.resolve() else None),
             "limit": config.limit,
             "seed": config.seed,
             "n_images": len(images),

@@ -196,7 +196,8 @@ def _caveats(data: dict) -> list[str]:
         "or two images moves recall by whole points. Compare formats against each other, not against "
         "numbers measured on other data.",
         f"Only the {d['split']} split is benched"
-        + (f" ({d['split_file']})" if d.get("split_file") else "")
+        + (f" ({d['split_file']}"
+           + (f"; {d['split_note']}" if d.get("split_note") else "") + ")" if d.get("split_file") else "")
         + ": held out from training only if that split is the one the models were trained with."
         if d.get("split") else
         "Every image of the folder is benched: if a model was trained or calibrated on some of them its figures "
