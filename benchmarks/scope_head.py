@@ -5,8 +5,9 @@
                                                                      # fit a newly trained model's head, store it
 
 The images (``scope_sets.py``): frontal films of cxr3 and nih (whole patients either fit the head or
-choose its threshold; the bundled model's own test films, ``tests/fixtures/bundled_model_test_split.csv``,
-only judge it), ``../shared/data/ood`` lateral films and CT slices, pydicom's non-chest DICOM pixels,
+choose its threshold; xscreen 0.1's cxr3 test films, ``tests/fixtures/bundled_model_test_split.csv``,
+only judge it: the head never saw them, but 0.2's network trained on 436 of them; films neither saw:
+``scope_frontal_heldout.py``), ``../shared/data/ood`` lateral films and CT slices, pydicom's non-chest DICOM pixels,
 scikit-image's photos, and made ones (blank images, text pages, drawings; negatives, rotations and crops
 of real films). The model runs once per image (cached under /tmp).
 
@@ -78,6 +79,13 @@ VARIANTS = {  # name -> (features, binary, colour rule, head); variants differin
     "head, 1280, no colour rule": (FEATURES, False, False, True),
 }
 SHIPPED = "head, 1280 coordinates (shipped)"
+# What the `test` frontal films are without --split-file (the bundled model's head): not the 0.2 test split.
+FIXTURE_FILMS = (
+    "`test` films: xscreen 0.1's cxr3 test split (`tests/fixtures/bundled_model_test_split.csv`) and the "
+    "full-resolution originals of its films: never seen by the head, but not all held out from the 0.2 network: of "
+    "the 1,100 cxr3 films 527 are in its test split, 436 are films it trained on and 137 its validation films. Films "
+    "neither the network nor the head saw: `scope_frontal_heldout.md` (`benchmarks/scope_frontal_heldout.py`); "
+)
 
 
 def fit(items: list[Item], out: dict, rows: np.ndarray, features: int, binary: bool) -> dict:
@@ -165,8 +173,9 @@ def write_report(report: dict, items: list[Item], out_dir: Path, meta: dict) -> 
              ("Negatives: out-of-fold decisions of a patient/study/donor-grouped "
               f"{meta['folds']}-fold cross-validation (each fold's threshold chosen on the select films). "
               if meta["folds"] else "Negatives: not judged here (`--fit-only`; see `scope_head.md`). ") + "Frontal "
-             "`test` films: the bundled model's own test split (never seen in training, nor by the head); "
-             "`extra`: judged only, not held out from the network (full-resolution originals of cxr3 training "
+             + ("`test` films: the training run's test split (never seen in training, nor by the head); "
+                if meta.get("split_file") else FIXTURE_FILMS)
+             + "`extra`: judged only, not held out from the network (full-resolution originals of cxr3 training "
              "films). `demo drawings`: the synthetic films `xscreen demo` draws, judged only (they are not chest "
              "films; the demo screens them with the image check off). 95 % Wilson intervals.", "",
              f"Shipped: {SHIPPED}: threshold {shipped['threshold']:.4f} on p(not a frontal chest film), the largest "
@@ -236,13 +245,15 @@ def main() -> None:
     command = "python benchmarks/scope_head.py" + (f" --model {args.model}" if args.model else "") + (
         f" --split-file {args.split_file}" if args.split_file else "") + (" --fit-only" if args.fit_only else "")
     meta = {"model": model.path.name, "command": command, "folds": folds, "cache": str(CACHE),
-            "items": len(items), "decoded": int(out["decoded"].sum())}
+            "items": len(items), "decoded": int(out["decoded"].sum()),
+            "split_file": None if args.split_file is None else str(args.split_file)}
     print(write_report(report, items, args.out, meta).read_text())
     shipped = report[SHIPPED]
     role = np.array([i.role for i in items])
     n_fit = int(((role == "fit") | (role == "negative")).sum())
     kinds = Counter(items[i].kind for i in np.flatnonzero(role == "negative"))
-    fitted_on = (f"{int((role == 'fit').sum())} frontal films (cxr3, nih; not the test split) and "
+    not_test = "not the test split" if args.split_file else "not xscreen 0.1's cxr3 test split"
+    fitted_on = (f"{int((role == 'fit').sum())} frontal films (cxr3, nih; {not_test}) and "
                  + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) + f" negatives ({n_fit} images)")
     rule = (f"the largest per-source {100 * SELECT_QUANTILE:g} % quantile of p(not frontal) over frontal films the "
             "head never learned "

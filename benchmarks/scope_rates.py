@@ -11,8 +11,9 @@ Sets (each through ``xscreen.runtime.screen_files``, the pipeline ``xscreen run`
 * ``photos``: scikit-image's bundled sample photos (PNG and JPEG in ``skimage/data``);
 * ``synthetic``: the demo's synthetic films (``xscreen demo`` writes the first six) and 50 more seeds;
 * ``cxr3-test`` and ``nih-test``: held-out frontal films, the ``test`` rows of ``--split-file`` under
-  each folder (without a split file: the bundled model's cxr3 test films from ``tests/fixtures``, and
-  every nih film, which includes training films);
+  each folder (without a split file: xscreen 0.1's cxr3 test films from ``tests/fixtures``, of which the
+  0.2 network trained on 436 of 1,100, and every nih film, which includes training films; films the
+  bundled network and head never saw: ``scope_frontal_heldout.py``);
 * ``fullres``: original full-resolution frontal films (of cxr3 films, most of them training films);
 * ``ood-lateral``, ``ood-ct``: the real lateral films and CT slices of ``../shared/data/ood`` (the scope
   head learned from them: cross-validated rates are in ``scope_head.md``);

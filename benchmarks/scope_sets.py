@@ -3,10 +3,11 @@
 Every image is listed with its ``kind`` (frontal, lateral, ct, photo, blank, inverted, other), its
 ``group`` (the patient, or the source image a synthetic one was made from: cross-validation never
 puts one group on both sides) and its ``role`` (``fit``: frontal films the head may learn from;
-``select``: frontal films that choose the threshold; ``test``: the bundled model's held-out test films,
-judged only; ``negative``: judged by grouped cross-validation; ``extra``: judged only, e.g. the demo's
-synthetic films). Outputs (whitened coordinates ``z``, the distance score, the colour measure) are
-cached under ``/tmp/xscreen-scope-cache/<model sha256>/``, never in the repository.
+``select``: frontal films that choose the threshold; ``test``: judged only: a run's test films with a split
+file, else xscreen 0.1's cxr3 test films (not held out from 0.2's network: see ``scope_frontal_heldout.py``);
+``negative``: judged by grouped cross-validation; ``extra``: judged only, e.g. the demo's synthetic films).
+Outputs (whitened coordinates ``z``, the distance score, the colour measure) are cached under
+``/tmp/xscreen-scope-cache/<model sha256>/``, never in the repository.
 """
 
 from __future__ import annotations
