@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from ._console import DISCLAIMER, ProgressReporter, bench_table, print_run_summary
+from ._console import DISCLAIMER, ProgressReporter, bench_table, print_calibration_summary, print_run_summary
 from ._options import (
     MODEL_HELP,
     ModelPathType,
@@ -51,6 +51,7 @@ from .runtime import (
     format_megabytes,
     load_model,
 )
+from .runtime._calibration import describe_calibration
 from .runtime._contract import INPUT_SCALINGS
 from .runtime._decode import PREPROCESSINGS
 from .runtime._discover import ListFileError, check_target
@@ -231,6 +232,7 @@ def info(model_path: Path | None, labels, rename, backend, as_json: bool, input_
         "screening flag": _flag_line(description),
         "heatmaps": "yes (class-activation maps)" if description["heatmaps"] else "no",
         "scope check": describe_scope(description["scope"]),
+        "site calibration": describe_calibration(description["calibration"]),
         "preprocessing": description["preprocessing"],
         "input scaling": description["input_scaling"],
         "assumed": description["assumptions"] or "nothing: the file carries xscreen metadata",
@@ -550,3 +552,37 @@ def report_command(results: Path, out: Path | None, model_path: Path | None, lab
         console.print(f"[yellow]note[/] {escape(line)}", highlight=False)
     console.print(f"report: {escape(str(written))} ({len(content.thumbnails):,} heatmap thumbnails)", highlight=False)
     console.print(f"[dim]{DISCLAIMER}[/]")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@model_option
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="The calibrated model file (.tflite or .onnx like --model); its report goes beside it.")
+@click.option("--sensitivity", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
+              help="The site threshold: the highest that flags this share of the abnormal films.")
+@click.option("--evaluate-only", is_flag=True, help="Only check the model on FOLDER (the before half); write no model.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folds and the bootstrap.")
+@labels_option
+@backend_option
+@assumption_options
+def calibrate(folder: Path, model_path: Path | None, out: Path | None, sensitivity: float, evaluate_only: bool,
+              overwrite: bool, seed: int, labels, backend, **assumptions) -> None:
+    """Check a model on FOLDER, a site's labelled films (one sub-folder per label, optional manifest.csv with
+    group = patient), and write a model calibrated to them: one file, applied by every command with no flag.
+    """
+    from .calibrate import CalibrationError, calibrate_site
+
+    if not evaluate_only and out is None:
+        raise CommandError("give --out SITE_MODEL (.tflite or .onnx), or --evaluate-only")
+    if out is not None and not evaluate_only and out.exists() and not overwrite:
+        raise CommandError(f"{out} exists: choose another --out or pass --overwrite")
+    model = open_model(model_path, labels=labels, backend=backend, **assumptions)
+    if out is not None and out.resolve() == model.path.resolve():
+        raise CommandError(f"--out {out} is the model itself: write the calibrated model to a new file")
+    try:
+        outcome = calibrate_site(folder, model, out, sensitivity=sensitivity, evaluate_only=evaluate_only, seed=seed)
+    except (CalibrationError, ModelContractError) as exc:
+        raise CommandError(str(exc)) from None
+    print_calibration_summary(Console(), outcome.result, outcome.report_files, outcome.model_file)
