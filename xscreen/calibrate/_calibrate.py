@@ -28,6 +28,7 @@ from ._report import BOOTSTRAP_RESAMPLES, evaluate, patient_resamples, write_rep
 
 MIN_FILMS = 5  # per label checked: below it, refuse
 ADVISED_FILMS = 20  # per label checked: below it, warn
+LOW_SPECIFICITY = 0.5  # below it at the site threshold, the report warns that the model barely separates the films
 WRITTEN_FILE_TOLERANCE = 1e-4  # probabilities of the written file against the calibration applied in memory
 DISCLAIMER = ("xscreen is not a medical device. This report checks a research model on a site's films; it does not "
               "make the model fit for clinical use, and a qualified reader must read every film.")
@@ -53,7 +54,6 @@ def calibrate_site(folder: str | os.PathLike, model: ScreeningModel, out: str | 
     films = read_site_films(folder, model)
     labels, meta = model.labels, model.metadata
     counts = films.counts(labels)
-    checked = tuple(label for label in labels if counts[label])
     scarce = {label: n for label, n in counts.items() if 0 < n < MIN_FILMS}
     if scarce:
         raise CalibrationError(f"{', '.join(f'{n} {label}' for label, n in scarce.items())} film(s): xscreen "
@@ -66,28 +66,18 @@ def calibrate_site(folder: str | os.PathLike, model: ScreeningModel, out: str | 
         stem = Path(out).with_name(Path(out).name + ".evaluation") if out else Path("xscreen-evaluation")
         return CalibrationOutcome(result, write_report(result, stem), None)
 
-    feature_scale = 1.0
-    if films.features is not None:
-        feature_scale = float(np.sqrt((films.features.astype(np.float64) ** 2).sum(axis=1).mean())) or 1.0
     try:
-        cv = cross_validate(films.probabilities, films.as_is, films.features, films.y, films.groups, labels,
-                            checked, feature_scale, seed)
+        calibration, fitted = fit_site(films, model, sensitivity=sensitivity, seed=seed, resamples=resamples)
     except ValueError as exc:
         raise CalibrationError(f"{folder}: {exc}") from None
-    oof = cv.out_of_fold[cv.chosen.name]
-    threshold = _site_threshold(films, oof, model, sensitivity, resamples, seed)
-    result["after"] = evaluate(films.y, oof, labels, meta.negative_label,
-                               threshold.get("value", meta.threshold), films.groups, resamples, seed)
-    result["cross_validation"] = {"folds": int(cv.folds.max() + 1), "chosen": cv.chosen.name,
-                                  "candidates": cv.scores}
-    result["threshold"] = threshold
-
-    if cv.chosen.refit:
-        calibration = fit_calibration(cv.chosen, films.probabilities, films.features, films.y, labels, checked,
-                                      feature_scale)
-    else:  # as is won: keep what the file already applies (or nothing)
-        calibration = model.calibration or SiteCalibration(checked, 1.0, (0.0,) * len(checked))
-    record = _record(result, cv.chosen.name, model)
+    result.update(fitted)
+    threshold = result["threshold"]
+    specificity = (result["after"].get("screening") or {}).get("specificity")
+    if specificity is not None and specificity < LOW_SPECIFICITY:
+        result["warnings"].append(
+            f"at sensitivity {sensitivity:g} the site threshold flags {1 - specificity:.0%} of the "
+            f"{meta.negative_label} films: the model does not separate this site's films well")
+    record = _record(result, result["cross_validation"]["chosen"], model)
     stored = SiteCalibration(calibration.checked, calibration.temperature, calibration.bias, calibration.head,
                              calibration.feature_scale, calibration.log_floor, record).to_dict()
     new_meta = meta.with_updates(calibration=stored, schema_version=CALIBRATED_SCHEMA_VERSION,
@@ -97,6 +87,35 @@ def calibrate_site(folder: str | os.PathLike, model: ScreeningModel, out: str | 
     written, difference = _check_written(out, model, films, stored)
     result["out"] = {"path": str(out), "sha256": written.sha256, "max_difference_vs_in_memory": difference}
     return CalibrationOutcome(result, write_report(result, out.with_name(out.name + ".calibration")), out)
+
+
+def fit_site(films: SiteFilms, model: ScreeningModel, *, sensitivity: float = 0.95, seed: int = 0,
+             resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[SiteCalibration, dict]:
+    """Cross-validate the candidates on ``films``, choose, set the site threshold, fit the choice on every film.
+
+    Returns the calibration (without its record) and the report's ``after``, ``cross_validation`` and
+    ``threshold`` sections. ValueError when the films cannot be split into folds by patient.
+    """
+    labels = model.labels
+    checked = tuple(label for label, n in films.counts(labels).items() if n)
+    feature_scale = 1.0
+    if films.features is not None:
+        feature_scale = float(np.sqrt((films.features.astype(np.float64) ** 2).sum(axis=1).mean())) or 1.0
+    cv = cross_validate(films.probabilities, films.as_is, films.features, films.y, films.groups, labels,
+                        checked, feature_scale, seed)
+    oof = cv.out_of_fold[cv.chosen.name]
+    threshold = _site_threshold(films, oof, model, sensitivity, resamples, seed)
+    after = evaluate(films.y, oof, labels, model.metadata.negative_label,
+                     threshold.get("value", model.metadata.threshold), films.groups, resamples, seed)
+    if cv.chosen.refit:
+        calibration = fit_calibration(cv.chosen, films.probabilities, films.features, films.y, labels, checked,
+                                      feature_scale)
+    else:  # as is won: keep what the file already applies (or nothing)
+        calibration = model.calibration or SiteCalibration(checked, 1.0, (0.0,) * len(checked))
+    sections = {"after": after, "threshold": threshold,
+                "cross_validation": {"folds": int(cv.folds.max() + 1), "chosen": cv.chosen.name,
+                                     "candidates": cv.scores}}
+    return calibration, sections
 
 
 def _header(folder, model: ScreeningModel, films: SiteFilms, counts: dict, evaluate_only: bool) -> dict:
