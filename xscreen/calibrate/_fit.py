@@ -9,8 +9,9 @@ cross-validation. ``a`` and ``b`` get a weak pull towards the identity, so that 
 model already separates cleanly does not send the temperature to zero.
 
 The ridge solution lies in the span of the site's ``z`` (its gradient always does), so ``W = V B``
-with ``V`` the right singular vectors of the films' ``z``: a few hundred parameters at most, fitted
-by Newton's method with a backtracking line search (the loss is convex).
+with ``V`` the right singular vectors of the films' ``z`` (from the eigenvectors of the films' Gram
+matrix ``z z^T``: n x n, not k x k): a few hundred parameters at most, fitted by Newton's method with
+a backtracking line search (the loss is convex).
 
 The choice: every candidate's out-of-fold probabilities (folds by patient, each class spread over
 them) are scored by log-loss; the best one whose out-of-fold macro-F1 is not below the model's as
@@ -82,14 +83,17 @@ def fit_calibration(candidate: Candidate, probabilities: np.ndarray, features: n
     columns = [list(labels).index(label) for label in checked]
     offset = np.log(np.maximum(np.asarray(probabilities, np.float64)[:, columns], LOG_FLOOR))
     target = np.searchsorted(columns, y)  # columns are in label order: index among the checked labels
-    basis = None
+    coordinates = to_head = None
     if candidate.head_strength is not None:
         z = np.asarray(features, np.float64) / feature_scale
-        _, s, vt = np.linalg.svd(z, full_matrices=False)
-        basis = vt[s > s[0] * 1e-8][:MAX_HEAD_DIMS].T  # (k, r)
-    a, b, coefficients = _newton(offset, None if basis is None else z @ basis, target,
-                                 candidate.head_strength or 0.0)
-    head = None if basis is None else basis @ coefficients
+        eigenvalues, u = np.linalg.eigh(z @ z.T)  # z = U S V^T: z z^T = U S^2 U^T
+        keep = np.argsort(eigenvalues)[::-1][:MAX_HEAD_DIMS]
+        keep = keep[eigenvalues[keep] > eigenvalues[keep[0]] * 1e-12]
+        s = np.sqrt(eigenvalues[keep])
+        coordinates = u[:, keep] * s  # z V
+        to_head = z.T @ (u[:, keep] / s)  # V, (k, r)
+    a, b, coefficients = _newton(offset, coordinates, target, candidate.head_strength or 0.0)
+    head = None if to_head is None else to_head @ coefficients
     return SiteCalibration(tuple(checked), 1.0 / a, tuple(b), head, feature_scale)
 
 
