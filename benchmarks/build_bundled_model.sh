@@ -20,7 +20,9 @@ mkdir -p xscreen/models
 cp "$MODELS/xscreen_int8.tflite" "$MODELS/xscreen_int8.onnx" xscreen/models/
 python benchmarks/shortcut_audit.py "$RUN" xscreen/models/xscreen_int8.tflite "$MODELS"
 python benchmarks/scope_rates.py --split-file "$RUN/split.csv" --limit 500   # benchmarks/results/scope_rates.*
+# benchmarks/results/site_calibration.md comes from benchmarks/site_calibration.py on a model trained without
+# NIH and the NORMAL2 series (README, "Calibrate to your clinic", says how); the card quotes it when present.
 python -c "import sys; from xscreen.export import write_model_card; \
 write_model_card(sys.argv[1], sys.argv[2], 'tflite-int8', 'MODEL_CARD.md', 'benchmarks/results/scope_rates.md', \
-sys.argv[2] + '/shortcut_audit.md')" "$RUN" "$MODELS"
+sys.argv[2] + '/shortcut_audit.md', 'benchmarks/results/site_calibration.md')" "$RUN" "$MODELS"
 echo "bundled: $(ls xscreen/models)"
