@@ -48,6 +48,9 @@ TARGETS = {
     "nih": ("macro-F1 >= 0.78 with ROC AUC >= 0.87", lambda f: f["macro_f1"] >= 0.78 and f["roc_auc"] >= 0.87),
 }
 FIGURES = ("recall healthy", "recall pneumonia", "macro_f1", "roc_auc", "sensitivity", "specificity", "called covid")
+SHOWN = {"recall healthy": "healthy recall", "recall pneumonia": "pneumonia recall", "macro_f1": "macro-F1",
+         "roc_auc": "ROC AUC", "sensitivity": "sensitivity at the threshold",
+         "specificity": "specificity at the threshold", "called covid": "share called covid"}
 
 
 def site_images(site: str, data: Path, split_file: Path | None) -> list[LabelledImage]:
@@ -147,13 +150,14 @@ def render_markdown(data: dict) -> str:
              f"Each row: {data['draws']} random draws of whole patients with at least k films per class; the "
              "calibration `xscreen calibrate` fits on them (same cross-validation, choice and threshold for "
              f"sensitivity {data['sensitivity']:g}), then the model as it is (its own threshold) and calibrated "
-             "(the site threshold) judged on every film of the site's other patients. Mean (sd over draws).", ""]
+             "(the site threshold) judged on every film of the site's other patients. Cells: before -> **after**, "
+             "means over the draws (sd of after).", ""]
     for site, result in data["sites"].items():
         films = ", ".join(f"{n} {label}" for label, n in result["films"].items() if n)
         lines += [f"## {site}: {data['site_notes'][site]}", "",
                   f"{films} films, {result['patients']} patients. The model as it is on all of them: "
-                  + ", ".join(f"{f} {v:.3f}" for f, v in result["whole_site_before"].items()) + ".", "",
-                  "| films per class | " + " | ".join(f"{f} before -> after" for f in FIGURES) + " | chosen |",
+                  + ", ".join(f"{SHOWN[f]} {v:.3f}" for f, v in result["whole_site_before"].items()) + ".", "",
+                  "| films per class | " + " | ".join(SHOWN[f] for f in FIGURES) + " | chosen (draws) |",
                   "|---|" + "---|" * (len(FIGURES) + 1)]
         for k, row in result["curve"].items():
             cells = [f"{row['before'][f]['mean']:.3f} -> **{row['after'][f]['mean']:.3f}** "
