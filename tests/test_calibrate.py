@@ -99,8 +99,10 @@ def test_shifted_site_gets_better_and_the_file_applies_it_with_no_flag(tmp_path)
     assert accuracy(load_model(out), pixels, truth) >= 0.95
     assert load_model(out).metadata.threshold == pytest.approx(report["threshold"]["value"])
 
-    run = cli_runner().invoke(main, ["run", str(site), "--model", str(out), "--out", str(tmp_path / "r.csv"), "-q"])
+    run = cli_runner().invoke(main, ["run", str(site), "--model", str(out), "--out", str(tmp_path / "r.csv"), "-q",
+                                     "--report", str(tmp_path / "r.html")])
     assert run.exit_code == 0, run.output
+    assert "site calibration" in (tmp_path / "r.html").read_text()
     with open(tmp_path / "r.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     right = sum(row["prediction"] == row["path"].split("/")[-2] for row in rows)
