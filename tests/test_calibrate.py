@@ -16,6 +16,7 @@ from conftest import (
     SCOPED_FP32_TFLITE,
     SCOPED_INT8_TFLITE,
     THIRD_PARTY_TFLITE,
+    THIRD_PARTY_UNIT_LOGITS_ONNX,
     cli_runner,
     needs_onnxruntime,
     save_png,
@@ -62,8 +63,8 @@ def make_site(folder, recipe: dict, per_label: dict[str, int], seed: int = 0, fi
     return folder
 
 
-def new_films(recipe: dict, n: int, seed: int):
-    """Pixels (2n, 32, 32, 1) and true labels of fresh films of the same site, as the model takes them."""
+def new_films(recipe: dict, n: int, seed: int, size: tuple[int, int] = (32, 32)):
+    """Pixels (2n, H, W, 1) and true labels of fresh films of the same site, as the model takes them."""
     from xscreen.runtime._decode import resize_grey
 
     rng = np.random.default_rng(seed)
@@ -71,7 +72,7 @@ def new_films(recipe: dict, n: int, seed: int):
     for label in recipe:
         for _ in range(n):
             mean, contrast = recipe[label](rng)
-            pixels.append(resize_grey(site_film(mean, contrast, int(rng.integers(1 << 30))), (32, 32)))
+            pixels.append(resize_grey(site_film(mean, contrast, int(rng.integers(1 << 30))), size))
             truth.append(label)
     return np.stack(pixels)[..., None], truth
 
@@ -232,3 +233,24 @@ def test_a_calibration_that_does_not_fit_the_model_is_refused(tmp_path):
         load_model(tmp_path / "bad.tflite")
     with pytest.raises(ModelContractError, match="schema_version 2"):
         ModelMetadata(labels=("a", "b"), input_size=(4, 4), calibration=bad)
+
+
+@needs_onnxruntime
+def test_a_model_without_metadata_gets_biases_and_threshold_and_keeps_its_softmax(tmp_path):
+    # A notebook's model: no metadata, [0, 1] input, logits out (the softmax is xscreen's); no pooled features.
+    site = make_site(tmp_path / "site", SHIFTED, {"healthy": 10, "pneumonia": 10})
+    out = tmp_path / "site.onnx"
+    result = cli_runner().invoke(main, ["calibrate", str(site), "--model", str(THIRD_PARTY_UNIT_LOGITS_ONNX),
+                                        "--out", str(out), "--labels", "healthy,pneumonia,covid",
+                                        "--input-scaling", "unit", "--negative-label", "healthy",
+                                        "--threshold", "0.5"])
+    assert result.exit_code == 0, result.output + str(result.stderr)
+    report = json.loads((tmp_path / "site.onnx.calibration.json").read_text())
+    assert "feature head" not in report["cross_validation"]["chosen"]
+    assert "no pooled-feature" in " ".join(report["advice"])
+    calibrated = load_model(out)  # no --labels now: the file names them
+    assert calibrated.calibration is not None and calibrated.labels == ("healthy", "pneumonia", "covid")
+    pixels, truth = new_films(SHIFTED, 10, seed=9, size=calibrated.input_size)
+    probabilities = calibrated.predict(pixels)
+    assert probabilities.min() >= 0 and probabilities.sum(axis=1) == pytest.approx(1.0, abs=1e-5)
+    assert accuracy(calibrated, pixels, truth) >= 0.9

@@ -440,7 +440,7 @@ def load_model(
     if negative_label is not None or threshold is not None:
         metadata = _with_flag(path, metadata, negative_label, threshold)
     model = ScreeningModel(path, fmt, engine, backend_name, metadata, threads)
-    if ASSUMED in metadata.extra:
+    if ASSUMED in metadata.extra and "output" not in metadata.extra:  # a calibrated copy already says which
         output = PROBABILITIES_OUTPUT if _outputs_probabilities(model) else LOGITS_OUTPUT
         model = ScreeningModel(path, fmt, engine, backend_name,
                                metadata.with_updates(extra={**metadata.extra, "output": output}), threads)
