@@ -24,7 +24,7 @@ from conftest import (
 
 from xscreen.calibrate import calibrate_site, cross_validate
 from xscreen.cli import main
-from xscreen.runtime import ModelContractError, load_model
+from xscreen.runtime import ModelContractError, load_model, read_record
 from xscreen.runtime._contract import ModelMetadata
 from xscreen.runtime._tflite_metadata import read_tflite_metadata, replace_tflite_metadata
 
@@ -104,6 +104,7 @@ def test_shifted_site_gets_better_and_the_file_applies_it_with_no_flag(tmp_path)
                                      "--report", str(tmp_path / "r.html")])
     assert run.exit_code == 0, run.output
     assert "site calibration" in (tmp_path / "r.html").read_text()
+    assert read_record(tmp_path / "r.csv")["model_sha256"] == report["out"]["sha256"]
     with open(tmp_path / "r.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     right = sum(row["prediction"] == row["path"].split("/")[-2] for row in rows)
