@@ -30,7 +30,7 @@ MIN_FILMS = 5  # per label checked: below it, refuse
 ADVISED_FILMS = 20  # per label checked: below it, warn
 LOW_SPECIFICITY = 0.5  # below it at the site threshold, the report warns that the model barely separates the films
 WRITTEN_FILE_TOLERANCE = 1e-4  # probabilities of the written file against the calibration applied in memory
-DISCLAIMER = ("xscreen is not a medical device. This report checks a research model on a site's films; it does not "
+DISCLAIMER = ("This report checks a research model on a site's films; it does not "
               "make the model fit for clinical use, and a qualified reader must read every film.")
 
 

@@ -127,9 +127,9 @@ def render_markdown(result: dict) -> str:
     if not evaluate_only:
         cv = result["cross_validation"]
         lines += ["", "## What was fitted", "",
-                  f"Chosen by {cv['folds']}-fold patient-grouped cross-validation: **{cv['chosen']}**. "
-                  "Candidates (out-of-fold log-loss, lower is better; macro-F1; a candidate with a macro-F1 below "
-                  "the model as it is cannot be chosen):", "",
+                  f"Chosen by {cv['folds']}-fold patient-grouped cross-validation: **{cv['chosen']}**, "
+                  "the simplest candidate within one standard error of the lowest out-of-fold log-loss; one whose "
+                  "macro-F1 is below the model as it is cannot be chosen:", "",
                   "| candidate | log-loss | macro-F1 | chosen |", "|---|---|---|---|"]
         lines += [f"| {name} | {s['log_loss']:.4f} | {s['macro_f1']:.4f} | {'yes' if s['chosen'] else ''} |"
                   for name, s in cv["candidates"].items()]
