@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import time
 from collections import Counter
 from dataclasses import replace
@@ -189,7 +190,7 @@ def main() -> None:
             "sensitivity": args.sensitivity, "machine": f"{platform.machine()}, Python {platform.python_version()}",
             "date": time.strftime("%Y-%m-%d"), "site_notes": notes, "sites": {},
             "command": "benchmarks/site_calibration.py " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "data"))}
+                f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in vars(args).items() if k != "data")}
     for site in args.sites.split(","):
         started = time.perf_counter()
         films = site_films(site_images(site, args.data, args.split_file), model)
