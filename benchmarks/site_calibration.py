@@ -74,13 +74,14 @@ def subset(films, index: np.ndarray):
 
 
 def draw_patients(films, labels, k: int, rng) -> np.ndarray:
-    """Indices of whole patients drawn at random until each label present has at least k films."""
+    """Indices of whole patients drawn at random until each label present has at least k films of 2 patients or more
+    (fewer patients cannot be cross-validated: xscreen calibrate refuses them)."""
     groups = np.asarray(films.groups)
     chosen: set[str] = set()
     for label in sorted(set(films.y.tolist())):
         patients = rng.permutation(sorted(set(groups[films.y == label].tolist())))
-        for patient in patients:
-            if sum(1 for g, y in zip(groups, films.y) if g in chosen and y == label) >= k:
+        for count, patient in enumerate(patients):
+            if count >= 2 and sum(1 for g, y in zip(groups, films.y) if g in chosen and y == label) >= k:
                 break
             chosen.add(patient)
     return np.flatnonzero(np.isin(groups, list(chosen)))

@@ -166,8 +166,8 @@ def _site_threshold(films: SiteFilms, oof: np.ndarray, model: ScreeningModel, se
         out["rule"] = f"the model's own ({model.metadata.threshold}): the films need both {negative} and abnormal ones"
         return out
     score = 1.0 - oof[:, model.labels.index(negative)]
-    value = choose_threshold(abnormal, score, sensitivity)
-    draws = [choose_threshold(abnormal[pick], score[pick], sensitivity)
+    value = _threshold(abnormal, score, sensitivity)
+    draws = [_threshold(abnormal[pick], score[pick], sensitivity)
              for pick in patient_resamples(films.groups, resamples, seed) if abnormal[pick].any()]
     interval = [float(v) for v in np.percentile(draws, [2.5, 97.5])]
     out.update(value=value, ci95=interval,
@@ -175,6 +175,14 @@ def _site_threshold(films: SiteFilms, oof: np.ndarray, model: ScreeningModel, se
                     f"(95% interval {interval[0]:.4f}-{interval[1]:.4f}); the model's own was "
                     f"{model.metadata.threshold}")
     return out
+
+
+def _threshold(abnormal: np.ndarray, score: np.ndarray, sensitivity: float) -> float:
+    """``choose_threshold``, moved halfway down to the next lower score: a threshold sitting exactly on the
+    lowest kept film's score (1.0 for a model that saturates) misses that film's twin on the next film set."""
+    value = choose_threshold(abnormal, score, sensitivity)
+    below = score[score < value]
+    return float((value + below.max()) / 2) if below.size else value
 
 
 def _record(result: dict, fitted: str, model: ScreeningModel) -> dict:
