@@ -255,3 +255,13 @@ def test_a_model_without_metadata_gets_biases_and_threshold_and_keeps_its_softma
     probabilities = calibrated.predict(pixels)
     assert probabilities.min() >= 0 and probabilities.sum(axis=1) == pytest.approx(1.0, abs=1e-5)
     assert accuracy(calibrated, pixels, truth) >= 0.9
+
+
+def test_the_site_threshold_sits_below_a_saturated_score():
+    from xscreen.calibrate._calibrate import _threshold
+
+    abnormal = np.array([True, True, True, False, False])
+    score = np.array([1.0, 1.0, 1.0, 0.4, 0.2])  # a model that saturates: every abnormal film exactly 1.0
+    threshold = _threshold(abnormal, score, 0.95)
+    assert threshold == pytest.approx(0.7)  # halfway to the next lower score: a new 0.9999 film is still flagged
+    assert _threshold(abnormal, np.array([0.9, 0.8, 0.7, 0.1, 0.0]), 0.95) == pytest.approx(0.4)
