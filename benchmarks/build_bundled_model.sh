@@ -35,10 +35,12 @@ SPLIT="$RUN/split.csv" DATA="$DATA" PY=python benchmarks/store_scope_head.sh
 # Keep the reports the docs are written from (runs/ and models/ are not committed; the 0.2 build's were lost).
 mkdir -p benchmarks/results/bundled
 cp "$RUN/report.json" "$RUN/model.json" "$MODELS/export_report.json" "$MODELS/shortcut_audit.md" benchmarks/results/bundled/
+# benchmarks/results/site_calibration.md comes from benchmarks/site_calibration.py on a model trained without
+# NIH and the NORMAL2 series (README, "Calibrate to your clinic", says how); the card quotes it when present.
 # The card as the reports give it, for review; MODEL_CARD.md's figures are written by publish_docs.py, which
 # still reads card_0.2_recovered.json: replace its figures with these reports' before publishing.
 python -c "import sys; from xscreen.export import write_model_card; \
 write_model_card(sys.argv[1], sys.argv[2], 'tflite-int8', sys.argv[2] + '/MODEL_CARD.md', \
-'benchmarks/results/scope_rates.md', sys.argv[2] + '/shortcut_audit.md')" "$RUN" "$MODELS"
+'benchmarks/results/scope_rates.md', sys.argv[2] + '/shortcut_audit.md', 'benchmarks/results/site_calibration.md')" "$RUN" "$MODELS"
 python benchmarks/publish_docs.py
 echo "bundled: $(ls xscreen/models)"

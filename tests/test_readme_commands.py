@@ -63,6 +63,11 @@ def sandbox(tmp_path_factory) -> Path:
         (root / "labelled" / label).mkdir(parents=True)
         for i in range(2):
             save_png(root / "labelled" / label / f"{i}.png", grey(level + i, (64, 64)))
+    for folder in ("site", "new_films"):  # a clinic's own labelled films, for xscreen calibrate
+        for label, level in (("healthy", 20), ("pneumonia", 130)):
+            (root / folder / label).mkdir(parents=True)
+            for i in range(6):
+                save_png(root / folder / label / f"{i}.png", grey(level + 9 * i, (64, 64)))
     return root
 
 
@@ -70,7 +75,7 @@ def test_the_commands_a_fresh_install_can_run_run_as_written(sandbox, monkeypatc
     monkeypatch.chdir(sandbox)
     ran = []
     for args, block in COMMANDS:
-        if args[0] not in ("run", "info", "demo", "bench") or "-" in args:
+        if args[0] not in ("run", "info", "demo", "bench", "calibrate") or "-" in args:
             continue  # training needs [train]; a list on stdin needs a pipe (its options are checked above)
         if any(word.startswith("seed.") for word in args):  # the user's own model, made elsewhere first
             assert "seed.keras" in block, args

@@ -162,3 +162,32 @@ def bench_table(rows: list[dict], title: str) -> Table:
     for row in rows:
         table.add_row(*(escape(cell) for cell in row.values()))
     return table
+
+
+def print_calibration_summary(console: Console, result: dict, report_files, model_file) -> None:
+    """Before and after on the site's films, what was fitted, where the model file and the report went."""
+    from .calibrate._report import figure_rows  # the same rows as the Markdown report
+
+    evaluate_only = result.get("after") is None
+    films = ", ".join(f"{n} {label}" for label, n in result["films_per_label"].items() if n)
+    table = Table(title=f"{'local validation' if evaluate_only else 'site calibration'}: {escape(films)} films",
+                  title_justify="left", box=box.SIMPLE)
+    table.add_column("figure")
+    table.add_column("before (model as is)", justify="right")
+    if not evaluate_only:
+        table.add_column("after (cross-validated)", justify="right")
+    for name, before, after in figure_rows(result):
+        table.add_row(escape(name), before, *([] if evaluate_only else [after]))
+    console.print(table)
+    for warning in result["warnings"]:
+        console.print(f"[yellow]warning[/] {escape(warning)}", highlight=False)
+    if result["not_checked"]:
+        console.print(f"not checked (no such films): {escape(', '.join(result['not_checked']))}; "
+                      "their probabilities are left as the model gives them", highlight=False)
+    if not evaluate_only:
+        console.print(f"fitted: {escape(result['cross_validation']['chosen'])}; "
+                      f"threshold: {escape(result['threshold']['rule'])}", highlight=False)
+        console.print(f"model: {escape(str(model_file))} (sha256 {result['out']['sha256'][:16]}...)", highlight=False)
+    console.print(f"report: {escape(str(report_files[0]))}, {escape(report_files[1].name)}", highlight=False)
+    console.print(f"[dim]{escape(result['advice'][0])}[/]")
+    console.print(f"[dim]{DISCLAIMER}[/]")

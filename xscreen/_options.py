@@ -78,3 +78,12 @@ def assumption_options(command):
     return input_scaling_option(negative_label_option(threshold_option(command)))
 
 
+def parse_thread_counts(ctx, param, value: str) -> tuple[int, ...]:
+    """A --threads value such as ``1,2``: the distinct positive counts, in order."""
+    try:
+        counts = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"expected comma-separated positive integers such as 1,2, got {value!r}")
+    return tuple(dict.fromkeys(counts))

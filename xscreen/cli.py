@@ -31,6 +31,7 @@ from ._options import (
     labels_option,
     model_option,
     negative_label_option,
+    parse_thread_counts,
     rename_option,
     threshold_option,
 )
@@ -54,6 +55,7 @@ from .runtime import (
     format_megabytes,
     load_model,
 )
+from .runtime._calibration import describe_calibration
 from .runtime._contract import INPUT_SCALINGS
 from .runtime._decode import PREPROCESSINGS
 from .runtime._discover import ListFileError, check_target
@@ -252,6 +254,7 @@ def info(model_path: Path | None, labels, rename, backend, as_json: bool, input_
         "screening flag": _flag_line(description),
         "heatmaps": "yes (class-activation maps)" if description["heatmaps"] else "no",
         "scope check": describe_scope(description["scope"]),
+        "site calibration": describe_calibration(description["calibration"]),
         "preprocessing": description["preprocessing"],
         "input scaling": description["input_scaling"] + (
             f" (the file's input; inside the graph: {meta['extra']['wrapping']['description']})"
@@ -286,21 +289,11 @@ def _flag_line(description: dict) -> str:
 
 
 
-def _parse_thread_counts(ctx, param, value: str) -> tuple[int, ...]:
-    try:
-        counts = tuple(int(part) for part in value.split(","))
-    except ValueError:
-        counts = ()
-    if not counts or min(counts) < 1:
-        raise click.BadParameter(f"expected comma-separated positive integers such as 1,2, got {value!r}")
-    return tuple(dict.fromkeys(counts))
-
-
 @main.command()
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", "-m", "models", multiple=True, required=True, type=ModelPathType(),
               help=f"{MODEL_HELP}, to measure; repeat the option for several.")
-@click.option("--threads", default="1", show_default=True, callback=_parse_thread_counts, metavar="N,M",
+@click.option("--threads", default="1", show_default=True, callback=parse_thread_counts, metavar="N,M",
               help="Inference thread counts to measure each model at.")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("bench"),
               show_default=True, help="Folder for bench.json, bench.md and pareto.png.")
@@ -592,7 +585,8 @@ def report_command(results: Path, out: Path | None, model_path: Path | None, lab
     console.print(f"[dim]{DISCLAIMER}[/]")
 
 
-from ._cli_serve import serve, watch  # noqa: E402  (their module uses CommandError and open_model from here)
+from ._cli_calibrate import calibrate  # noqa: E402  (these modules use CommandError and open_model from here)
+from ._cli_serve import serve, watch  # noqa: E402
 
-main.add_command(serve)
-main.add_command(watch)
+for command in (calibrate, serve, watch):
+    main.add_command(command)

@@ -73,10 +73,24 @@ def _source_targets(train: dict, by_source: dict) -> list[tuple[str, str, float 
     ]
 
 
+SITE_CALIBRATION = (
+    "`xscreen calibrate` refits, on a site's own labelled films, the class biases and the temperature of the "
+    "outputs and, where a model exposes its pooled features (this one does, through its scope output), a linear "
+    "correction of its head shrunk towards it; and it sets the site's threshold for the sensitivity asked, all "
+    "chosen by patient-grouped cross-validation and never worse than the model as it is on it. It can fix: "
+    "how often the model calls each label at the site (another population, another unit's contrast), a "
+    "threshold chosen on other films, over- or under-confident probabilities, and the part of a shift the "
+    "pooled features still separate. It cannot fix: films whose features do not separate the classes (an AUC "
+    "near 0.5 stays near 0.5), a label the site has no films of (its probability is left exactly as the model "
+    "gives it, and nothing checks it), wrong labels among the site's films, and what changes after the "
+    "calibration (a new unit, protocol or export setting: re-check). It does not make the model a medical device.")
+
+
 def write_model_card(run: Path, exported: Path, shipped: str, out: Path, scope_rates: Path | None = None,
-                     shortcut_audit: Path | None = None) -> str:
+                     shortcut_audit: Path | None = None, site_calibration: Path | None = None) -> str:
     """Write MODEL_CARD.md from ``run/report.json`` and ``exported/export_report.json`` (and, when given,
-    the out-of-scope rates and the shortcut audit that ``benchmarks/`` measured on the shipped file)."""
+    the out-of-scope rates and the shortcut audit that ``benchmarks/`` measured on the shipped file, and the
+    site calibration benchmark's figures)."""
     run, exported = Path(run), Path(exported)
     train = json.loads((run / "report.json").read_text())
     export = json.loads((exported / "export_report.json").read_text())
@@ -199,6 +213,9 @@ def write_model_card(run: Path, exported: Path, shipped: str, out: Path, scope_r
         head_report = Path(scope_rates).with_name("scope_head.md")  # benchmarks/scope_head.py, beside it
         if head_report.is_file():
             md += [head_report.read_text().strip().replace("# Scope head", "## Scope head", 1), ""]
+    if site_calibration is not None and Path(site_calibration).is_file():
+        measured = Path(site_calibration).read_text().strip().replace("\n## ", "\n### ").split("\n", 1)[1]
+        md += ["## Calibrating to a site: what it can and cannot fix", "", SITE_CALIBRATION, "", measured.strip(), ""]
     if shortcut_audit is not None and Path(shortcut_audit).is_file():
         md += ["## Where the model looks: heatmap shortcut audit", "", Path(shortcut_audit).read_text().strip(), ""]
     md += ["## Per-format detail", "", report_markdown(keras, "Keras (reference)")]

@@ -27,6 +27,7 @@ from ..runtime import (
     run_screening,
 )
 from ..runtime._backends import usable_cores
+from ..runtime._calibration import describe_calibration
 from ..runtime._pipeline import screen_batches
 from ..runtime._run_record import read_record
 from ._html import ReportContent, ReportOptionError, check_report_target, write_report
@@ -356,5 +357,6 @@ def model_facts(model: ScreeningModel) -> list[tuple[str, str]]:
     ]
     optional = [("model version", meta.model_version), ("exported", meta.exported_at),
                 ("exported by", meta.xscreen_version and f"xscreen {meta.xscreen_version}"),
-                ("sha256 of the Keras model it was exported from", meta.source_sha256)]
+                ("sha256 of the Keras model it was exported from", meta.source_sha256),
+                ("site calibration", meta.calibration and describe_calibration(meta.calibration))]
     return facts + [(k, str(v)) for k, v in optional if v]

@@ -31,6 +31,13 @@ Every model xscreen exports (``xscreen.export``) follows it, and the runtime rea
   the labels; its input size is then read from the model's input shape.
 * **Screening flag**: ``needs review`` when ``1 - p(negative_label) >= threshold``, i.e. the
   probability of anything abnormal reaches the operating point chosen on validation data.
+* **Site calibration** (optional, ``metadata.calibration``, written by ``xscreen calibrate``): class
+  biases and a temperature on the log-probabilities, and, for a model with a ``scope`` output, a
+  linear correction on ``z``; the runtime applies it right after the model call, so ``probabilities``
+  everywhere (flag, report, bench) are the calibrated ones (``_calibration.py`` says how). Its
+  ``threshold`` is the site's, chosen for the sensitivity the site asked for. A calibrated file says
+  ``schema_version`` 2, so an older xscreen refuses it instead of applying the site threshold to
+  uncalibrated outputs.
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ from dataclasses import asdict, dataclass, field, replace
 from ._decode import PREPROCESSING_ID
 
 METADATA_KEY = "xscreen"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the newest this xscreen reads
+CALIBRATED_SCHEMA_VERSION = 2  # a file with a site calibration; files without one still say 1
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,9 @@ class ModelMetadata:
     outputs: dict | None = None
     # Out-of-scope statistics for the "scope" output (see the module docstring); None: no image scope check.
     scope: dict | None = None
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = 1
+    # The site calibration (see the module docstring and _calibration.py); None: the model as trained.
+    calibration: dict | None = None
 
     def __post_init__(self) -> None:
         if not self.labels or len(set(self.labels)) != len(self.labels):
@@ -127,6 +137,9 @@ class ModelMetadata:
             )
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ModelContractError(f"threshold must lie in [0, 1], got {self.threshold}")
+        if self.calibration is not None and self.schema_version < CALIBRATED_SCHEMA_VERSION:
+            raise ModelContractError(f"a site calibration needs schema_version {CALIBRATED_SCHEMA_VERSION}, "
+                                     f"got {self.schema_version}")
 
     def to_json(self) -> str:
         """Serialise for embedding in a model file."""

@@ -3,6 +3,8 @@
 What a model needs (dtype, quantization, layout, batch, which output is which) is read once at
 load time; ``predict`` then does the least work per batch: one cast or lookup, one runtime call.
 ``predict_outputs`` adds what the optional outputs say: the class-activation map and the scope score.
+A site calibration stored in the file (``_calibration.py``) is applied to the probabilities right
+after the model call, in both; ``uncalibrated_outputs`` is what the network says before it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ._backends import TensorSpec, model_format, open_engine, usable_cores
+from ._calibration import SiteCalibration
 from ._contract import INPUT_SCALING_CHOICES, INPUT_SCALINGS, ModelContractError, ModelMetadata
 from ._decode import PREPROCESSINGS
 from ._scope import ScopeHead, scope_scores
@@ -110,6 +113,11 @@ class ScreeningModel:
         scope = metadata.scope if "scope" in self._roles else None
         self._class_means = None if scope is None else _class_means(scope, self.labels, path)
         self.scope_head = None if scope is None or not scope.get("head") else _scope_head(scope, metadata, path)
+        self.calibration = None
+        if metadata.calibration is not None:
+            features = (metadata.outputs or {}).get("scope") if "scope" in self._roles else None
+            self.calibration = SiteCalibration.from_dict(metadata.calibration, self.labels,
+                                                         None if features is None else int(features[-1]), path)
         self._sha256: str | None = None
 
     @property
@@ -144,13 +152,25 @@ class ScreeningModel:
         return self._class_means is not None
 
     @property
+    def has_features(self) -> bool:
+        """True when the model outputs its pooled features (the scope output): a site calibration can use them."""
+        return "scope" in self._roles
+
+    @property
     def scope_threshold(self) -> float | None:
         """A film whose scope score exceeds this is out of scope; None when the model has no scope check."""
         return float(self.metadata.scope["threshold"]) if self.has_scope else None
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, len(labels))`` float32 for grey pixels ``(N, H, W, 1)`` uint8."""
-        return self._output(self._run(pixels), "probabilities", len(pixels))
+        return self._probabilities(self._run(pixels), len(pixels))
+
+    def uncalibrated_outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """What the network says before any stored site calibration: probabilities ``(N, C)`` and the
+        whitened pooled features ``(N, k)`` of the scope output (None: the model has none)."""
+        n = len(pixels)
+        raw = self._run(pixels)
+        return self._output(raw, "probabilities", n), self._output(raw, "scope", n) if self.has_features else None
 
     def predict_outputs(self, pixels: np.ndarray) -> ModelOutputs:
         """Probabilities, class-activation maps and scope scores for grey pixels ``(N, H, W, 1)`` uint8."""
@@ -161,7 +181,7 @@ class ScreeningModel:
             scope = self._output(raw, "scope", n)
             scope_score = scope_scores(scope, self._class_means)
         return ModelOutputs(
-            probabilities=self._output(raw, "probabilities", n),
+            probabilities=self._probabilities(raw, n),
             cam=self._output(raw, "cam", n) if self.has_heatmaps else None,
             scope_score=scope_score, scope=scope,
         )
@@ -178,6 +198,13 @@ class ScreeningModel:
             per_image = [self._engine.run(batch[i:i + 1]) for i in range(len(batch))]
             return [np.concatenate(parts) for parts in zip(*per_image)]
         return self._engine.run(batch)
+
+    def _probabilities(self, raw: list[np.ndarray], n: int) -> np.ndarray:
+        probabilities = self._output(raw, "probabilities", n)
+        if self.calibration is None:
+            return probabilities
+        features = self._output(raw, "scope", n) if self.calibration.head is not None else None
+        return self.calibration.apply(probabilities, features, self.labels)
 
     def _model_input(self, pixels: np.ndarray) -> np.ndarray:
         if not self._channels_last:
@@ -246,6 +273,7 @@ class ScreeningModel:
             "threshold": meta.threshold,
             "heatmaps": self.has_heatmaps,
             "scope": meta.scope if self.has_scope else None,
+            "calibration": meta.calibration,
             "preprocessing": meta.preprocessing,
             "input_scaling": meta.input_scaling,
             "assumptions": self.assumptions,
@@ -429,7 +457,7 @@ def load_model(
     if negative_label is not None or threshold is not None:
         metadata = _with_flag(path, metadata, negative_label, threshold)
     model = ScreeningModel(path, fmt, engine, backend_name, metadata, threads)
-    if ASSUMED in metadata.extra:
+    if ASSUMED in metadata.extra and "output" not in metadata.extra:  # a calibrated copy already says which
         output = PROBABILITIES_OUTPUT if _outputs_probabilities(model) else LOGITS_OUTPUT
         model = ScreeningModel(path, fmt, engine, backend_name,
                                metadata.with_updates(extra={**metadata.extra, "output": output}), threads)
