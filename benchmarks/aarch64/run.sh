@@ -13,7 +13,11 @@
 # cortex-a72, a Raspberry Pi 4; cortex-a76 is a Pi 5). REUSE_VENV=1 keeps the last run's venv as it is
 # (for iterating on this script; a real check installs fresh). MODELS=a folder of the checkout screens its
 # model files instead of the shipped ones (default: xscreen/models as installed). N_FULLRES (default 120,
-# all) fullres films and N_CXR3 (default 240) of the cxr3 test split make the film set.
+# all) fullres films and N_CXR3 (default 240) of the cxr3 test split make the film set. TESTS (default
+# `tests`) names the test files to run in the arm64 userland (all of them take long under emulation).
+# HOST_PYTHON is the x86 Python that screens the reference side: it needs xscreen's runtime with [onnx]
+# (numpy, Pillow, click, rich, a TFLite runtime, onnxruntime). Default: the checkout's own .venv/bin/python
+# (made by the README's first commands), else python3; the script stops with what is missing if it lacks them.
 # Timings under emulation mean nothing.
 set -euo pipefail
 
@@ -22,7 +26,10 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 DATA=$(realpath -m "${XSCREEN_DATA:-$REPO/../shared/data}")
 SUITE=${SUITE:-bookworm}
 ROOTFS=${XSCREEN_ROOTFS:-$HOME/.cache/xscreen/aarch64-$SUITE}
-HOST_PYTHON=${HOST_PYTHON:-python3}
+if [ -z "${HOST_PYTHON:-}" ]; then
+    HOST_PYTHON=python3 && [ -x "$REPO/.venv/bin/python" ] && HOST_PYTHON=$REPO/.venv/bin/python
+fi
+TESTS=${TESTS:-tests}
 N_CXR3=${N_CXR3:-240}
 N_FULLRES=${N_FULLRES:-120}
 export QEMU_CPU=${QEMU_CPU:-cortex-a72}
@@ -33,6 +40,16 @@ die() { printf 'run.sh: %s\n' "$*" >&2; exit 2; }
 
 [ "$(id -u)" = 0 ] || die "needs root (chroot and mounts): sudo $0 $*"
 [ -d "$DATA/fullres" ] && [ -d "$DATA/cxr3" ] || die "no films at $DATA (set XSCREEN_DATA to the folder holding fullres/ and cxr3/)"
+missing=$(cd "$REPO" && PYTHONPATH=$REPO "$HOST_PYTHON" -c '
+import importlib.util as u
+need = {"numpy": "numpy", "PIL": "Pillow", "click": "click", "rich": "rich", "onnxruntime": "onnxruntime"}
+missing = [pip for module, pip in need.items() if u.find_spec(module) is None]
+if not any(u.find_spec(m) for m in ("ai_edge_litert", "tflite_runtime", "tensorflow")):
+    missing.append("ai-edge-litert")
+print(" ".join(missing))' 2>&1) || missing="a working Python ($missing)"
+[ -z "$missing" ] || die "HOST_PYTHON=$HOST_PYTHON lacks $missing. Use the Python xscreen is installed in, e.g.
+    python3 -m venv .venv && .venv/bin/pip install '.[onnx]'   (run.sh then finds .venv/bin/python)
+    or: sudo HOST_PYTHON=/path/to/venv/bin/python $0 $*"
 command -v mmdebstrap >/dev/null || die "mmdebstrap missing: apt-get install mmdebstrap qemu-user-static binfmt-support"
 if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
     mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
@@ -115,7 +132,7 @@ in_arm64 sh -euc 'cd /tmp && models=$(/opt/venv/bin/python -c "import xscreen, o
 
 say "arm64: the runtime tests (the installed package; TensorFlow and real-film tests skip: the films are above)"
 in_arm64 sh -c 'cd /opt/xscreen && /opt/venv/bin/pytest -q -m "not slow and not data" -p no:cacheprovider \
-    --junitxml /mnt/out/arm64/junit.xml tests' > "$OUT/arm64/tests.log" 2>&1 || true
+    --junitxml /mnt/out/arm64/junit.xml $1' sh "$TESTS" > "$OUT/arm64/tests.log" 2>&1 || true
 tail -n 3 "$OUT/arm64/tests.log"
 
 (cd "$REPO" && PYTHONPATH=$REPO "$HOST_PYTHON" $PARITY report --reference "$OUT/host" --target "$OUT/arm64" \
