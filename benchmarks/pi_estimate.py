@@ -24,6 +24,7 @@ import argparse
 import collections
 import gc
 import json
+import os
 import platform
 import tempfile
 import time
@@ -150,7 +151,7 @@ def export_int8_variant(model, size: int, path: Path, n_calibration: int = 16, s
         path.write_bytes(convert_tflite_int8(ExportInputs(model, saved, calibration, (size, size))))
 
 
-def measure_tflite_latencies(paths: list[Path], threads: int, runs: int, warmup: int, rounds: int = 5) -> list[dict]:
+def measure_tflite_latencies(paths: list[Path], threads: int, runs: int, warmup: int, rounds: int = 10) -> list[dict]:
     """Batch-1 latency of each TFLite file through ai-edge-litert, timed as ``xscreen bench`` times it.
 
     The files take turns, ``runs / rounds`` calls at a time, so load from other processes on a shared
@@ -214,27 +215,29 @@ def reference_macs() -> int:
     return keras_macs(keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None))
 
 
-def run(out: Path, measure: bool, runs: int, warmup: int, threads: tuple[int, ...]) -> dict:
+def run(out: Path, measure: bool, runs: int, warmup: int, threads: tuple[int, ...], work: Path) -> dict:
     ref_macs = reference_macs()
     boards = board_ranges()
     models = [{"model": "bundled xscreen_int8.tflite (224 px, trained)", "input_px": 224,
                "macs": tflite_macs(BUNDLED), "macs_from": "the TFLite graph", "file": BUNDLED.name,
                "ops": op_counts(BUNDLED)}]
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = [BUNDLED]
-        for size in SIZES:
-            model = build_variant(size)
-            row = {"model": f"MobileNetV2 1.0 at {size} px (untrained)", "input_px": size,
-                   "macs": keras_macs(model), "macs_from": "the Keras model"}
-            if measure:
-                path = Path(tmp, f"variant_{size}_int8.tflite")
+    work.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
+    paths = [BUNDLED]
+    for size in SIZES:
+        model = build_variant(size)
+        row = {"model": f"MobileNetV2 1.0 at {size} px (untrained)", "input_px": size,
+               "macs": keras_macs(model), "macs_from": "the Keras model"}
+        if measure:
+            path = work / f"variant_{size}_int8.tflite"
+            if not path.exists():  # an earlier run's file: the same seed gives the same model
                 export_int8_variant(model, size, path)
-                row.update(macs_tflite=tflite_macs(path), ops=op_counts(path), size_mb=path.stat().st_size / 1e6)
-                paths.append(path)
-            models.append(row)
-        for t in threads if measure else ():
-            for row, latency in zip(models, measure_tflite_latencies(paths, t, runs, warmup)):
-                row.setdefault("latency_x86_ms", {})[str(t)] = latency
+            row.update(macs_tflite=tflite_macs(path), ops=op_counts(path), size_mb=path.stat().st_size / 1e6)
+            paths.append(path)
+        models.append(row)
+    for t in threads if measure else ():
+        for row, latency in zip(models, measure_tflite_latencies(paths, t, runs, warmup)):
+            row.setdefault("latency_x86_ms", {})[str(t)] = latency
     for row in models:
         ratio = row["macs"] / ref_macs
         row["macs_vs_reference"] = ratio
@@ -250,9 +253,13 @@ def run(out: Path, measure: bool, runs: int, warmup: int, threads: tuple[int, ..
         "pi5_speedup": {"range": list(PI5_SPEEDUP), "source": PI5_SPEEDUP_SOURCE},
         "boards": boards,
         "models": models,
-        "x86": ({"machine": platform.machine(), "processor": _cpu_model(), "runs": runs, "warmup": warmup,
-                 "threads": list(threads), "note": "shared 2-core machine: read the ratios between rows, "
-                                                   "not the absolute figures"} if measure else None),
+        "x86": ({"machine": platform.machine(), "processor": _cpu_model(), "cores": os.cpu_count(), "runs": runs,
+                 "warmup": warmup, "threads": list(threads),
+                 "load_1min": {"before": load_before, "after": os.getloadavg()[0]},
+                 "note": "a shared machine under heavy load: the table shows each file's fastest run (min), the "
+                         "least disturbed by other processes; read the ratios between rows, not the absolute "
+                         "figures (xscreen bench measured the bundled int8 file at 1.73 ms p50, 1 thread, on this "
+                         "machine when it was quiet)"} if measure else None),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": "python benchmarks/pi_estimate.py --out benchmarks/results/frontier",
     }
@@ -283,7 +290,7 @@ def render_markdown(report: dict) -> str:
         "the smaller inputs are likely somewhat slower than estimated; the x86 columns below show by how much here.",
         "",
         "| model | input | M MACs | × reference | " + " | ".join(f"{b} (est. ms)" for b in boards)
-        + "".join(f" | x86 {t} thr p50 ms (measured)" for t in threads)
+        + "".join(f" | x86 {t} thr min ms (measured)" for t in threads)
         + (" | same ops as bundled |" if measured else " |"),
         "|---|---|---|---|" + "---|" * len(boards) + "---|" * len(threads) + ("---|" if measured else ""),
     ]
@@ -291,7 +298,7 @@ def render_markdown(report: dict) -> str:
         est = " | ".join(f"{lo:.0f}–{hi:.0f}" for lo, hi in m["estimate_ms"].values())
         row = f"| {m['model']} | {m['input_px']} | {m['macs'] / 1e6:.0f} | {m['macs_vs_reference']:.2f} | {est} |"
         if measured:
-            row += "".join(f" {m['latency_x86_ms'][str(t)]['p50']:.1f} |" for t in threads)
+            row += "".join(f" {m['latency_x86_ms'][str(t)]['min']:.2f} |" for t in threads)
             row += f" {'yes' if m.get('same_ops_as_bundled') else 'NO'} |"
         lines.append(row)
     lines += ["", "Board ranges for the reference model (MobileNetV2 1.0, 224 px, int8):", ""]
@@ -305,8 +312,11 @@ def render_markdown(report: dict) -> str:
                  f"{report['pi5_speedup']['source']}")
     if measured:
         x86 = report["x86"]
-        lines += ["", f"x86 latencies: measured here ({x86['processor']}, {x86['note']}), ai-edge-litert, "
-                      f"{x86['runs']} timed runs after {x86['warmup']} warm-up, random pixels. The variants are "
+        lines += ["", f"x86 latencies: measured here ({x86['processor']}, {x86['cores']} cores, 1-minute load "
+                      f"{x86['load_1min']['before']:.1f} before, {x86['load_1min']['after']:.1f} after; "
+                      f"{x86['note']}), "
+                      f"ai-edge-litert, {x86['runs']} timed runs per file and thread count in rounds (the files take "
+                      f"turns), {x86['warmup']} warm-up calls per round, random pixels. The variants are "
                       "UNTRAINED (random weights, calibrated on random films): int8 latency does not depend on "
                       "the weights' values, and each variant runs the same ops as the bundled file (last column). "
                       "No trained variant exists yet, so no accuracy goes with these rows."]
@@ -321,8 +331,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "xscreen-pi-estimate",
+                        help="where the untrained variants' int8 files go (reused when there)")
     args = parser.parse_args(argv)
-    run(args.out, not args.no_measure, args.runs, args.warmup, tuple(args.threads))
+    run(args.out, not args.no_measure, args.runs, args.warmup, tuple(args.threads), args.work)
     print((args.out / "pi_estimate.md").read_text())
 
 

@@ -100,13 +100,14 @@ ONNX_SESSION_SETTINGS = {
 }
 
 
-def onnx_options(films: list[str], models: Path, out: Path) -> None:
-    """Every ``.onnx`` model in ``models`` on the pixels ``screen`` decoded, once per session setting."""
+def onnx_options(films: list[str], models: Path, out: Path, limit: int | None = None) -> None:
+    """Every ``.onnx`` model in ``models`` on the pixels ``screen`` decoded (the first ``limit`` films), once
+    per session setting."""
     import onnxruntime as ort
 
     for path in (p for p in model_files(models) if p.suffix == ".onnx"):
         model = load_model(path, threads=1)
-        pixels = np.load(out / pixels_name(model))
+        pixels = np.load(out / pixels_name(model))[:limit]
         for name, (level, entries) in ONNX_SESSION_SETTINGS.items():
             options = ort.SessionOptions()
             options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
@@ -119,7 +120,7 @@ def onnx_options(films: list[str], models: Path, out: Path) -> None:
             margins = np.array([model.metadata.review_margin(p) for p in probabilities], dtype=np.float64)
             np.savez(out / f"{path.name}.ort-{name.replace(' ', '-')}.npz", probabilities=probabilities,
                      margins=margins)
-            print(f"{path.name}: {name} on {len(films)} films", flush=True)
+            print(f"{path.name}: {name} on {len(pixels)} films", flush=True)
 
 
 def compare_onnx_options(reference: Path, target: Path, films: list[str]) -> list[dict]:
@@ -133,9 +134,11 @@ def compare_onnx_options(reference: Path, target: Path, films: list[str]) -> lis
         ref_file, ref_default = reference / tgt_file.name, reference / f"{model_name}.ort-default.npz"
         if not (ref_file.exists() and ref_default.exists()):
             continue
-        tgt = np.load(tgt_file)
-        row = {"model": model_name, "setting": setting.replace("-", " ")}
-        for against, ref in (("same setting", np.load(ref_file)), ("reference default", np.load(ref_default))):
+        tgt = dict(np.load(tgt_file))
+        n = len(tgt["probabilities"])  # the first n films (onnx-options --limit)
+        row = {"model": model_name, "setting": setting.replace("-", " "), "n": n}
+        for against, ref_npz in (("same setting", ref_file), ("reference default", ref_default)):
+            ref = {key: value[:n] for key, value in np.load(ref_npz).items()}
             dp = np.abs(ref["probabilities"] - tgt["probabilities"]).max(axis=1)
             row[against] = {
                 "max_abs_dp": float(dp.max()), "films_dp_over_1e-4": int((dp > 1e-4).sum()),
@@ -296,12 +299,12 @@ def render_markdown(parity: dict) -> str:
         lines += ["", "onnxruntime session settings, each run on both machines on the same pixels (1 thread): "
                   "target against the reference with the same setting, and against the reference's default "
                   "(what xscreen runs):", "",
-                  "| model | setting | max abs Δp, same setting | films Δp > 1e-4 | predictions differ | flags "
+                  "| model | setting | films | max abs Δp, same setting | films Δp > 1e-4 | predictions differ | flags "
                   "differ | max abs Δp vs reference default | predictions differ | flags differ |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in parity["onnx_session_settings"]:
             same, default = r["same setting"], r["reference default"]
-            lines.append(f"| `{r['model']}` | {r['setting']} | {same['max_abs_dp']:.2g} | "
+            lines.append(f"| `{r['model']}` | {r['setting']} | {r['n']} | {same['max_abs_dp']:.2g} | "
                          f"{same['films_dp_over_1e-4']} | {same['prediction_differs']} | {same['flag_differs']} | "
                          f"{default['max_abs_dp']:.2g} | {default['prediction_differs']} | "
                          f"{default['flag_differs']} |")
@@ -345,6 +348,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--films", type=Path, required=True)
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="the screen folder of this machine (its pixels)")
+    p.add_argument("--limit", type=int, help="only the first N films (emulation is slow)")
     p = sub.add_parser("report")
     p.add_argument("--reference", type=Path, required=True)
     p.add_argument("--target", type=Path, required=True)
@@ -359,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.step == "screen":
         screen(args.data, args.films.read_text().split(), args.models, args.out, args.reference)
     elif args.step == "onnx-options":
-        onnx_options(args.films.read_text().split(), args.models, args.out)
+        onnx_options(args.films.read_text().split(), args.models, args.out, args.limit)
     else:
         parity = report(args.reference, args.target, args.films.read_text().split(), args.tests, args.out)
         print(json.dumps(parity["models"], indent=2))

@@ -14,7 +14,9 @@
 # (for iterating on this script; a real check installs fresh). MODELS=a folder of the checkout screens its
 # model files instead of the shipped ones (default: xscreen/models as installed). N_FULLRES (default 120,
 # all) fullres films and N_CXR3 (default 240) of the cxr3 test split make the film set. TESTS (default
-# `tests`) names the test files to run in the arm64 userland (all of them take long under emulation).
+# `tests`) names the test files to run in the arm64 userland (all of them take long under emulation);
+# TESTS=none skips them. ONNX_SETTINGS=N also runs every .onnx model on the first N films' pixels under
+# several onnxruntime session settings on both machines (parity.py onnx-options; 0, the default, skips it).
 # HOST_PYTHON is the x86 Python that screens the reference side: it needs xscreen's runtime with [onnx]
 # (numpy, Pillow, click, rich, a TFLite runtime, onnxruntime). Default: the checkout's own .venv/bin/python
 # (made by the README's first commands), else python3; the script stops with what is missing if it lacks them.
@@ -30,6 +32,7 @@ if [ -z "${HOST_PYTHON:-}" ]; then
     HOST_PYTHON=python3 && [ -x "$REPO/.venv/bin/python" ] && HOST_PYTHON=$REPO/.venv/bin/python
 fi
 TESTS=${TESTS:-tests}
+ONNX_SETTINGS=${ONNX_SETTINGS:-0}
 N_CXR3=${N_CXR3:-240}
 N_FULLRES=${N_FULLRES:-120}
 export QEMU_CPU=${QEMU_CPU:-cortex-a72}
@@ -130,10 +133,22 @@ in_arm64 sh -euc 'cd /tmp && models=$(/opt/venv/bin/python -c "import xscreen, o
     /opt/venv/bin/python /opt/xscreen/'$PARITY' screen --data /mnt/data --films /mnt/out/films.txt \
         --models "$models" --reference /mnt/out/host --out /mnt/out/arm64' sh "${MODELS:-}"
 
-say "arm64: the runtime tests (the installed package; TensorFlow and real-film tests skip: the films are above)"
-in_arm64 sh -c 'cd /opt/xscreen && /opt/venv/bin/pytest -q -m "not slow and not data" -p no:cacheprovider \
-    --junitxml /mnt/out/arm64/junit.xml $1' sh "$TESTS" > "$OUT/arm64/tests.log" 2>&1 || true
-tail -n 3 "$OUT/arm64/tests.log"
+if [ "$ONNX_SETTINGS" -gt 0 ]; then
+    say "both machines: the .onnx models on $ONNX_SETTINGS films under several onnxruntime session settings"
+    (cd "$REPO" && PYTHONPATH=$REPO "$HOST_PYTHON" $PARITY onnx-options --films "$OUT/films.txt" \
+        --models "${MODELS:-xscreen/models}" --out "$OUT/host" --limit "$ONNX_SETTINGS")
+    in_arm64 sh -euc 'cd /tmp && models=$(/opt/venv/bin/python -c "import xscreen, os; print(os.path.dirname(xscreen.__file__))")/models
+        [ -n "$1" ] && models=/opt/xscreen/$1
+        /opt/venv/bin/python /opt/xscreen/'$PARITY' onnx-options --films /mnt/out/films.txt --models "$models" \
+            --out /mnt/out/arm64 --limit "$2"' sh "${MODELS:-}" "$ONNX_SETTINGS"
+fi
+
+if [ "$TESTS" != none ]; then
+    say "arm64: the runtime tests (the installed package; TensorFlow and real-film tests skip: the films are above)"
+    in_arm64 sh -c 'cd /opt/xscreen && /opt/venv/bin/pytest -q -m "not slow and not data" -p no:cacheprovider \
+        --junitxml /mnt/out/arm64/junit.xml $1' sh "$TESTS" > "$OUT/arm64/tests.log" 2>&1 || true
+    tail -n 3 "$OUT/arm64/tests.log"
+fi
 
 (cd "$REPO" && PYTHONPATH=$REPO "$HOST_PYTHON" $PARITY report --reference "$OUT/host" --target "$OUT/arm64" \
     --films "$OUT/films.txt" --tests "$OUT/arm64/junit.xml" --out "$OUT")
