@@ -13,7 +13,7 @@ Steps, one function each:
                 values, and the variants' op lists are checked to be the bundled file's
     publish     pi_estimate.json and pi_estimate.md
 
-    python benchmarks/pi_estimate.py --out benchmarks/results/frontier
+    python benchmarks/pi_estimate.py --threads 1 --runs 500 --out benchmarks/results/frontier
 
 Needs the [train] extra (TensorFlow, Keras) for the variants; ``--no-measure`` skips the x86 latencies.
 """
@@ -26,6 +26,7 @@ import gc
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -261,7 +262,7 @@ def run(out: Path, measure: bool, runs: int, warmup: int, threads: tuple[int, ..
                          "figures (xscreen bench measured the bundled int8 file at 1.73 ms p50, 1 thread, on this "
                          "machine when it was quiet)"} if measure else None),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": "python benchmarks/pi_estimate.py --out benchmarks/results/frontier",
+        "command": "python benchmarks/pi_estimate.py " + " ".join(sys.argv[1:]),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "pi_estimate.json").write_text(json.dumps(report, indent=2) + "\n")
