@@ -172,8 +172,12 @@ def compare_model(name: str, reference: Path, target: Path, films: list[str]) ->
     tgt_p = np.array([[tgt_rows[f]["probabilities"][label] for label in labels] for f in ok])
     dp = np.abs(ref_p - tgt_p).max(axis=1)
     worst = int(np.argmax(dp)) if len(dp) else None
+    sha = {side: json.loads(meta.read_text()).get("model_sha256") if meta.exists() else None
+           for side, meta in (("reference", reference / f"{name}.jsonl.meta.json"),
+                              ("target", target / f"{name}.jsonl.meta.json"))}
     result = {
         "model": name,
+        "model_sha256": sha,  # the two machines must have screened the same file
         "n": len(ok),
         "films_missing": {"reference": len(films) - len(ref_rows), "target": len(films) - len(tgt_rows)},
         "errors": {"reference": sum(r["status"] != "ok" for r in ref_rows.values()),
@@ -284,6 +288,11 @@ def render_markdown(parity: dict) -> str:
             f"| {m['max_abs_dp']:.2g} | {m['mean_abs_dp']:.2g} | {m['films_dp_over_1e-4']} "
             f"| {_number(m.get('inference_only_max_abs_dp'))} |"
         )
+    lines += ["", "Model files (SHA-256, as each machine's `xscreen run` recorded it):", ""]
+    for m in parity["models"]:
+        ref_sha, tgt_sha = m["model_sha256"]["reference"], m["model_sha256"]["target"]
+        same = "same file on both" if ref_sha == tgt_sha else f"DIFFERENT files: target {tgt_sha}"
+        lines.append(f"- `{m['model']}`: `{ref_sha}` ({same})")
     for m in parity["models"]:
         if m.get("differing_films"):
             lines += ["", f"`{m['model']}`: films whose answer differs ({m['films_margin_within_max_dp']} films have a "
@@ -309,6 +318,8 @@ def render_markdown(parity: dict) -> str:
                          f"{default['max_abs_dp']:.2g} | {default['prediction_differs']} | "
                          f"{default['flag_differs']} |")
     lines += ["", "Decoded pixels (the model input), target against reference:", ""]
+    if not parity["decoding"]:
+        lines.append("- not compared: the target wrote no decoded pixels (its `screen` step did not finish)")
     for d in parity["decoding"]:
         lines.append(f"- `{d['pixels']}`: {d['films_differing']} films differ, max {d['max_abs_grey_level_diff']} "
                      "grey levels")
