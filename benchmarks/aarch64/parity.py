@@ -100,15 +100,18 @@ ONNX_SESSION_SETTINGS = {
 }
 
 
-def onnx_options(films: list[str], models: Path, out: Path, limit: int | None = None) -> None:
+def onnx_options(films: list[str], models: Path, out: Path, limit: int | None = None,
+                 settings: list[str] | None = None) -> None:
     """Every ``.onnx`` model in ``models`` on the pixels ``screen`` decoded (the first ``limit`` films), once
-    per session setting."""
+    per session setting (``settings``: names from ONNX_SESSION_SETTINGS; default all)."""
     import onnxruntime as ort
 
     for path in (p for p in model_files(models) if p.suffix == ".onnx"):
         model = load_model(path, threads=1)
         pixels = np.load(out / pixels_name(model))[:limit]
         for name, (level, entries) in ONNX_SESSION_SETTINGS.items():
+            if settings and name not in settings:
+                continue
             options = ort.SessionOptions()
             options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
             options.intra_op_num_threads = 1
@@ -145,6 +148,14 @@ def compare_onnx_options(reference: Path, target: Path, films: list[str]) -> lis
                 "prediction_differs": int((ref["probabilities"].argmax(1) != tgt["probabilities"].argmax(1)).sum()),
                 "flag_differs": int(((ref["margins"] >= 0) != (tgt["margins"] >= 0)).sum()),
             }
+        # The setting on the reference alone, over every film it ran there: how far it moves the answers xscreen ships.
+        own, own_default = np.load(ref_file), np.load(ref_default)
+        dp = np.abs(own["probabilities"] - own_default["probabilities"]).max(axis=1)
+        row["reference alone"] = {
+            "n": len(dp), "max_abs_dp": float(dp.max()), "films_dp_over_1e-4": int((dp > 1e-4).sum()),
+            "prediction_differs": int((own["probabilities"].argmax(1) != own_default["probabilities"].argmax(1)).sum()),
+            "flag_differs": int(((own["margins"] >= 0) != (own_default["margins"] >= 0)).sum()),
+        }
         rows.append(row)
     return rows
 
@@ -309,14 +320,16 @@ def render_markdown(parity: dict) -> str:
                   "target against the reference with the same setting, and against the reference's default "
                   "(what xscreen runs):", "",
                   "| model | setting | films | max abs Δp, same setting | films Δp > 1e-4 | predictions differ | flags "
-                  "differ | max abs Δp vs reference default | predictions differ | flags differ |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "differ | max abs Δp vs reference default | predictions differ | flags differ | reference alone: "
+                  "films, max abs Δp vs its default, predictions, flags differ |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in parity["onnx_session_settings"]:
-            same, default = r["same setting"], r["reference default"]
+            same, default, own = r["same setting"], r["reference default"], r["reference alone"]
             lines.append(f"| `{r['model']}` | {r['setting']} | {r['n']} | {same['max_abs_dp']:.2g} | "
                          f"{same['films_dp_over_1e-4']} | {same['prediction_differs']} | {same['flag_differs']} | "
                          f"{default['max_abs_dp']:.2g} | {default['prediction_differs']} | "
-                         f"{default['flag_differs']} |")
+                         f"{default['flag_differs']} | {own['n']}: {own['max_abs_dp']:.2g}, "
+                         f"{own['prediction_differs']}, {own['flag_differs']} |")
     lines += ["", "Decoded pixels (the model input), target against reference:", ""]
     if not parity["decoding"]:
         lines.append("- not compared: the target wrote no decoded pixels (its `screen` step did not finish)")
@@ -360,6 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="the screen folder of this machine (its pixels)")
     p.add_argument("--limit", type=int, help="only the first N films (emulation is slow)")
+    p.add_argument("--settings", nargs="+", choices=list(ONNX_SESSION_SETTINGS), help="default: all")
     p = sub.add_parser("report")
     p.add_argument("--reference", type=Path, required=True)
     p.add_argument("--target", type=Path, required=True)
@@ -374,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.step == "screen":
         screen(args.data, args.films.read_text().split(), args.models, args.out, args.reference)
     elif args.step == "onnx-options":
-        onnx_options(args.films.read_text().split(), args.models, args.out, args.limit)
+        onnx_options(args.films.read_text().split(), args.models, args.out, args.limit, args.settings)
     else:
         parity = report(args.reference, args.target, args.films.read_text().split(), args.tests, args.out)
         print(json.dumps(parity["models"], indent=2))
