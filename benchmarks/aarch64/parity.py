@@ -336,7 +336,8 @@ def render_markdown(parity: dict) -> str:
     for d in parity["decoding"]:
         lines.append(f"- `{d['pixels']}`: {d['films_differing']} films differ, max {d['max_abs_grey_level_diff']} "
                      "grey levels")
-    lines += ["", "Timings under emulation mean nothing; only the answers are compared.", ""]
+    lines += ["", "Timings under emulation mean nothing; only the answers are compared. Probabilities depend on the "
+              "network alone: a file whose metadata alone is rewritten keeps these results (its SHA-256 changes).", ""]
     return "\n".join(lines)
 
 
