@@ -13,7 +13,13 @@
 # cortex-a72, a Raspberry Pi 4; cortex-a76 is a Pi 5). REUSE_VENV=1 keeps the last run's venv as it is
 # (for iterating on this script; a real check installs fresh). MODELS=a folder of the checkout screens its
 # model files instead of the shipped ones (default: xscreen/models as installed). N_FULLRES (default 120,
-# all) fullres films and N_CXR3 (default 240) of the cxr3 test split make the film set.
+# all) fullres films and N_CXR3 (default 240) of the cxr3 test split make the film set. TESTS (default
+# `tests`) names the test files to run in the arm64 userland (all of them take long under emulation);
+# TESTS=none skips them. ONNX_SETTINGS=N also runs every .onnx model on the first N films' pixels under
+# several onnxruntime session settings on both machines (parity.py onnx-options; 0, the default, skips it).
+# HOST_PYTHON is the x86 Python that screens the reference side: it needs xscreen's runtime with [onnx]
+# (numpy, Pillow, click, rich, a TFLite runtime, onnxruntime). Default: the checkout's own .venv/bin/python
+# (made by the README's first commands), else python3; the script stops with what is missing if it lacks them.
 # Timings under emulation mean nothing.
 set -euo pipefail
 
@@ -22,7 +28,11 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 DATA=$(realpath -m "${XSCREEN_DATA:-$REPO/../shared/data}")
 SUITE=${SUITE:-bookworm}
 ROOTFS=${XSCREEN_ROOTFS:-$HOME/.cache/xscreen/aarch64-$SUITE}
-HOST_PYTHON=${HOST_PYTHON:-python3}
+if [ -z "${HOST_PYTHON:-}" ]; then
+    HOST_PYTHON=python3 && [ -x "$REPO/.venv/bin/python" ] && HOST_PYTHON=$REPO/.venv/bin/python
+fi
+TESTS=${TESTS:-tests}
+ONNX_SETTINGS=${ONNX_SETTINGS:-0}
 N_CXR3=${N_CXR3:-240}
 N_FULLRES=${N_FULLRES:-120}
 export QEMU_CPU=${QEMU_CPU:-cortex-a72}
@@ -33,6 +43,16 @@ die() { printf 'run.sh: %s\n' "$*" >&2; exit 2; }
 
 [ "$(id -u)" = 0 ] || die "needs root (chroot and mounts): sudo $0 $*"
 [ -d "$DATA/fullres" ] && [ -d "$DATA/cxr3" ] || die "no films at $DATA (set XSCREEN_DATA to the folder holding fullres/ and cxr3/)"
+missing=$(cd "$REPO" && PYTHONPATH=$REPO "$HOST_PYTHON" -c '
+import importlib.util as u
+need = {"numpy": "numpy", "PIL": "Pillow", "click": "click", "rich": "rich", "onnxruntime": "onnxruntime"}
+missing = [pip for module, pip in need.items() if u.find_spec(module) is None]
+if not any(u.find_spec(m) for m in ("ai_edge_litert", "tflite_runtime", "tensorflow")):
+    missing.append("ai-edge-litert")
+print(" ".join(missing))' 2>&1) || missing="a working Python ($missing)"
+[ -z "$missing" ] || die "HOST_PYTHON=$HOST_PYTHON lacks $missing. Use the Python xscreen is installed in, e.g.
+    python3 -m venv .venv && .venv/bin/pip install '.[onnx]'   (run.sh then finds .venv/bin/python)
+    or: sudo HOST_PYTHON=/path/to/venv/bin/python $0 $*"
 command -v mmdebstrap >/dev/null || die "mmdebstrap missing: apt-get install mmdebstrap qemu-user-static binfmt-support"
 if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
     mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
@@ -113,10 +133,22 @@ in_arm64 sh -euc 'cd /tmp && models=$(/opt/venv/bin/python -c "import xscreen, o
     /opt/venv/bin/python /opt/xscreen/'$PARITY' screen --data /mnt/data --films /mnt/out/films.txt \
         --models "$models" --reference /mnt/out/host --out /mnt/out/arm64' sh "${MODELS:-}"
 
-say "arm64: the runtime tests (the installed package; TensorFlow and real-film tests skip: the films are above)"
-in_arm64 sh -c 'cd /opt/xscreen && /opt/venv/bin/pytest -q -m "not slow and not data" -p no:cacheprovider \
-    --junitxml /mnt/out/arm64/junit.xml tests' > "$OUT/arm64/tests.log" 2>&1 || true
-tail -n 3 "$OUT/arm64/tests.log"
+if [ "$ONNX_SETTINGS" -gt 0 ]; then
+    say "both machines: the .onnx models on $ONNX_SETTINGS films under several onnxruntime session settings"
+    (cd "$REPO" && PYTHONPATH=$REPO "$HOST_PYTHON" $PARITY onnx-options --films "$OUT/films.txt" \
+        --models "${MODELS:-xscreen/models}" --out "$OUT/host" --limit "$ONNX_SETTINGS")
+    in_arm64 sh -euc 'cd /tmp && models=$(/opt/venv/bin/python -c "import xscreen, os; print(os.path.dirname(xscreen.__file__))")/models
+        [ -n "$1" ] && models=/opt/xscreen/$1
+        /opt/venv/bin/python /opt/xscreen/'$PARITY' onnx-options --films /mnt/out/films.txt --models "$models" \
+            --out /mnt/out/arm64 --limit "$2"' sh "${MODELS:-}" "$ONNX_SETTINGS"
+fi
+
+if [ "$TESTS" != none ]; then
+    say "arm64: the runtime tests (the installed package; TensorFlow and real-film tests skip: the films are above)"
+    in_arm64 sh -c 'cd /opt/xscreen && /opt/venv/bin/pytest -q -m "not slow and not data" -p no:cacheprovider \
+        --junitxml /mnt/out/arm64/junit.xml $1' sh "$TESTS" > "$OUT/arm64/tests.log" 2>&1 || true
+    tail -n 3 "$OUT/arm64/tests.log"
+fi
 
 (cd "$REPO" && PYTHONPATH=$REPO "$HOST_PYTHON" $PARITY report --reference "$OUT/host" --target "$OUT/arm64" \
     --films "$OUT/films.txt" --tests "$OUT/arm64/junit.xml" --out "$OUT")
