@@ -145,6 +145,12 @@ def run_site(site: str, films, model, draws: int, sensitivity: float, seed: int)
             "curve": curve, "target": target, "target_met_at_20": bool(met(at20))}
 
 
+def _portable(value) -> str:
+    """A path as the reader can use it: relative to the working folder, never this machine's absolute path."""
+    text = str(value)
+    return os.path.relpath(text) if os.path.isabs(text) else text
+
+
 def render_markdown(data: dict) -> str:
     lines = ["# Calibrate to your clinic: a site the model never saw", "",
              f"Model `{data['model']}` ({data['model_note']}). Produced by `{data['command']}` on "
@@ -187,11 +193,11 @@ def main() -> None:
     notes = {"nih": "adults of a third hospital (NIH Clinical Center)",
              "normal2": "another collection of the children's hospital (Kermany NORMAL2 healthy films, held-out "
                         "Kermany pneumonia patients)"}
-    data = {"model": str(args.model), "model_note": args.model_note, "draws": args.draws,
+    data = {"model": _portable(args.model), "model_note": args.model_note, "draws": args.draws,
             "sensitivity": args.sensitivity, "machine": f"{platform.machine()}, Python {platform.python_version()}",
             "date": time.strftime("%Y-%m-%d"), "site_notes": notes, "sites": {},
             "command": "benchmarks/site_calibration.py " + " ".join(
-                f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in vars(args).items() if k != "data")}
+                f"--{k.replace('_', '-')} {shlex.quote(_portable(v))}" for k, v in vars(args).items() if k != "data")}
     for site in args.sites.split(","):
         started = time.perf_counter()
         films = site_films(site_images(site, args.data, args.split_file), model)

@@ -19,7 +19,17 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FP32_TFLITE, INT8_TFLITE, LEVELS, SCOPED_INT8_TFLITE, cli_runner, film, grey, noise, save_png
+from conftest import (
+    FP32_TFLITE,
+    INT8_TFLITE,
+    LEVELS,
+    SCOPED_INT8_TFLITE,
+    cli_runner,
+    film,
+    noise,
+    save_png,
+    two_tone,
+)
 from test_cli_run import assert_one_line_error, rows
 
 from xscreen import cli
@@ -185,7 +195,7 @@ def test_relative_paths_from_another_folder_give_every_row_in_the_asked_parquet(
     (tmp_path / "scans").mkdir()
     expected = {f"scans/grey{level:03d}.png": label for level, label in LEVELS.items()}
     for path in expected:
-        save_png(tmp_path / path, grey(int(path[-7:-4])))
+        save_png(tmp_path / path, two_tone(int(path[-7:-4])))
     monkeypatch.chdir(tmp_path)
     result = xscreen("run", "scans", "-m", INT8_TFLITE, "--out", "rel.parquet", "--engine", "ray", "-q")
     assert result.exit_code == 0, result.output
@@ -267,7 +277,7 @@ def test_a_local_ray_ignores_a_stale_cluster_record_is_quiet_and_ends_cleanly_on
         scans = tmp_path / "scans"
         scans.mkdir()
         for i in range(1500):  # enough that the run is still going when the first rows are in
-            save_png(scans / f"film{i:04d}.png", grey(i % 250, (32, 32)))
+            save_png(scans / f"film{i:04d}.png", two_tone(i % 250, (32, 32)))
         out = tmp_path / "r.csv"
         process = _xscreen_process("run", scans, "-m", INT8_TFLITE, "--out", out, "--engine", "ray",
                                    env={"RAY_TMPDIR": ray_tmp})

@@ -394,9 +394,15 @@ def _scale_range(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
 _pydicom_lock = threading.Lock()
 
 
+_pydicom_import_lock = threading.Lock()
+
+
 def _import_pydicom():
     try:
-        import pydicom
+        # One thread at a time: pydicom's package imports are circular, and a second thread importing it
+        # while the first is still running its __init__ gets a partially initialised module.
+        with _pydicom_import_lock:
+            import pydicom
     except ImportError as exc:
         raise DecodeError(
             "DICOM support is not installed: pip install 'xscreen[dicom]'"

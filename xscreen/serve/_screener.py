@@ -90,6 +90,9 @@ class ArrivalScreener:
             extra=self.columns))
         for path in to_do:
             self.submit(path)
+        # pydicom imported here, before the thread: its first import racing the receiver's (pynetdicom imports it
+        # too) left a partially initialised module and stopped screening after a restart.
+        import pydicom  # noqa: F401
         self._thread = threading.Thread(target=self._screen_forever, name="xscreen-screen", daemon=True)
         self._thread.start()
         return len(to_do)
