@@ -3,4 +3,4 @@
 Not a medical device. See README.md for what the bundled model was trained on and its limits.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
