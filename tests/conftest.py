@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -133,6 +134,20 @@ def write_dicom(path: Path, raw: np.ndarray | None, *, photometric: str = "MONOC
 # and a window centred on 0, 1000 wide, clips the left and right quarters.
 DICOM_RAW = np.tile(np.linspace(0, 1000, 64).astype(np.uint16), (32, 1))
 DICOM_RESCALE = dict(slope=2.0, intercept=-1000.0, window=(0.0, 1000.0))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_probe_cache(tmp_path_factory) -> Path:
+    """One cache of checked model files for the session (``xscreen/runtime/_probe.py``), never the user's:
+    each fixture model is opened in a child process once per session, and CLI subprocesses share it."""
+    folder = tmp_path_factory.mktemp("xscreen-cache")
+    saved = os.environ.get("XSCREEN_CACHE_DIR")
+    os.environ["XSCREEN_CACHE_DIR"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("XSCREEN_CACHE_DIR", None)
+    else:
+        os.environ["XSCREEN_CACHE_DIR"] = saved
 
 
 @pytest.fixture(scope="session")

@@ -123,6 +123,14 @@ def model_format(path: Path) -> str:
     return fmt
 
 
+def runtime_for(fmt: str, backend: str | None) -> str | None:
+    """"name version" of the runtime :func:`open_engine` would pick, found without importing it; None: none fits."""
+    for candidate in BACKENDS:
+        if candidate.format == fmt and backend in (None, candidate.name) and _is_installed(candidate):
+            return f"{candidate.name} {_version(candidate)}"
+    return None
+
+
 def open_engine(path: Path, fmt: str, threads: int, backend: str | None):
     """Open ``path`` with the named backend, or the first installed one for its format.
 

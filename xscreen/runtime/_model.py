@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ._backends import TensorSpec, model_format, open_engine, usable_cores
+from ._backends import TensorSpec, model_format, open_engine, runtime_for, usable_cores
 from ._calibration import SiteCalibration
 from ._contract import INPUT_SCALING_CHOICES, INPUT_SCALINGS, ModelContractError, ModelMetadata
 from ._decode import PREPROCESSINGS
+from ._probe import probe_disabled, probe_model
 from ._scope import ScopeHead, scope_scores
 
 OUTPUT_ROLES = ("probabilities", "cam", "scope")  # what an output can be (see _contract.py)
@@ -450,6 +451,7 @@ def load_model(
         raise FileNotFoundError(f"model file not found: {path}")
     fmt = model_format(path)
     threads = threads or usable_cores()
+    sha256 = _probe_first(path, fmt, threads, backend)
     engine, backend_name = open_engine(path, fmt, threads, backend)
     metadata = _resolve_metadata(path, engine, labels, input_scaling)
     if rename:
@@ -461,7 +463,23 @@ def load_model(
         output = PROBABILITIES_OUTPUT if _outputs_probabilities(model) else LOGITS_OUTPUT
         model = ScreeningModel(path, fmt, engine, backend_name,
                                metadata.with_updates(extra={**metadata.extra, "output": output}), threads)
+    model._sha256 = sha256
     return model
+
+
+def _probe_first(path: Path, fmt: str, threads: int, backend: str | None) -> str | None:
+    """Open a ``.tflite`` file in a child process first, unless it is bundled or was checked before (``_probe.py``).
+
+    Returns the file's SHA-256 when it was computed (the model keeps it), else None.
+    """
+    if fmt != "tflite" or probe_disabled() or path.resolve() in (BUNDLED_MODEL, BUNDLED_ONNX_MODEL):
+        return None
+    runtime = runtime_for(fmt, backend)
+    if runtime is None:  # no runtime, or an unknown backend: open_engine says so
+        return None
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    probe_model(path, sha256, runtime, threads, backend)
+    return sha256
 
 
 def _with_flag(path: Path, metadata: ModelMetadata, negative_label: str | None,
