@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from conftest import INT8_TFLITE, SCOPED_INT8_TFLITE, save_png, two_tone
 
-from xscreen.runtime import ModelContractError, load_model
-from xscreen.runtime import _probe
+from xscreen.runtime import ModelContractError, _probe, load_model
 from xscreen.runtime._model import BUNDLED_MODEL
 
 pytest.importorskip("ai_edge_litert", reason="needs the TFLite runtime (ai-edge-litert)")
