@@ -124,3 +124,9 @@ def test_an_ordinary_failure_in_the_child_is_its_own_clear_line(probes, tmp_path
         load_model(path, threads=1)
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
     assert len(probes) == 1 and not (tmp_path / "cache" / "checked-models.txt").exists()
+
+
+def test_a_check_that_hangs_is_one_line(probes, monkeypatch):
+    monkeypatch.setattr(_probe, "PROBE_TIMEOUT_S", 0.001)  # no child opens a model that fast: stands for a stall
+    with pytest.raises(ModelContractError, match=r"took more than 0\.001 s to open it .*`xscreen export`"):
+        load_model(INT8_TFLITE, threads=1)
