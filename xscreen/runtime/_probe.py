@@ -102,7 +102,8 @@ def probe_model(path: Path, sha256: str, runtime: str, threads: int, backend: st
         except ValueError:
             name = f"signal {-done.returncode}"
         verb = "aborted" if name == "SIGABRT" else "crashed"
-        raise ModelContractError(f"{path}: the TFLite runtime {verb} ({name}) while opening it in a check "
+        said = f": {last[:200]}" if last else ""  # e.g. "double free or corruption", when the runtime says why
+        raise ModelContractError(f"{path}: the TFLite runtime {verb} ({name}{said}) while opening it in a check "
                                  f"process, so this file would take xscreen down: {_ADVICE}")
     if done.returncode == _CLEAR_ERROR_EXIT and last:
         raise ModelContractError(last)
