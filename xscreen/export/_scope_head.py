@@ -61,15 +61,6 @@ def fit_head(z: np.ndarray, spread: np.ndarray, kinds: np.ndarray, features: int
     return {"features": int(features), "kinds": list(HEAD_KINDS), "weights": weights, "bias": bias}
 
 
-def out_of_scope_probability(head: dict, z: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``1 - p(frontal)`` (N,) and the kind probabilities (N, K) under a fitted head."""
-    logits = head_inputs(z, spread, head["features"]) @ np.asarray(head["weights"]) + np.asarray(head["bias"])
-    logits -= logits.max(axis=1, keepdims=True)
-    p = np.exp(logits)
-    p /= p.sum(axis=1, keepdims=True)
-    return 1.0 - p[:, 0], p
-
-
 def select_threshold(p_out: np.ndarray, sources: np.ndarray) -> tuple[float, dict]:
     """The largest per-source ``SELECT_QUANTILE`` quantile of frontal films' out-of-scope probabilities."""
     per_source = {str(s): float(np.quantile(p_out[sources == s], SELECT_QUANTILE)) for s in sorted(set(sources))}

@@ -13,9 +13,6 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-# Scope kinds: what a film can be, and the reason a user reads for each (see runtime._scope).
-SYNTHETIC_KINDS = ("blank", "inverted", "other")
-
 
 def blank(seed: int) -> np.ndarray:
     """A uniform or nearly uniform image: one level, maybe a soft gradient and a little noise."""
