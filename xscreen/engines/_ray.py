@@ -38,7 +38,7 @@ import numpy as np
 from ..runtime import ScreeningModel, ScreeningResult, load_model
 from ..runtime._pipeline import screen_batches
 from ..runtime._run import RunSummary, open_run_output, start_run
-from ._parquet import PARQUET_SUFFIX, ParquetRows, results_from_table, results_table
+from ._parquet import PARQUET_SUFFIX, ParquetRows, _first_line, results_from_table, results_table
 
 RAY_BATCH_SIZE = 64  # paths per actor call: Ray's cost per call spread over many files (benchmarks/ray_throughput.py)
 RAY_OUTPUT_SUFFIXES = (".csv", ".jsonl", PARQUET_SUFFIX)
@@ -358,8 +358,3 @@ def _check_all_rows(summary: RunSummary, sent: int, out: Path) -> None:
             f"no worker could read a single one of the {sent:,} files (e.g. {summary.first_errors[0][0]}: "
             f"{summary.first_errors[0][1]}): every Ray node must see them under the same absolute path "
             "(shared storage)")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
