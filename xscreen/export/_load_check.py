@@ -8,10 +8,11 @@ no message.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from ..runtime._probe import PACKAGE_ROOT, last_stderr_line, signal_name
 
 LOAD_CHECK_TIMEOUT_S = 300
 # Loads the file as `xscreen run` does and screens one black film (the first inference is where
@@ -33,21 +34,15 @@ except Exception as exc:
 
 def load_check(path: Path) -> str | None:
     """None when the runtime opens ``path`` and screens a film with it in a child process; else why not, in one line."""
-    package_root = Path(__file__).resolve().parents[2]  # the folder holding this xscreen package
     try:
-        done = subprocess.run([sys.executable, "-c", _CHILD, str(package_root), str(path)],
-                              capture_output=True, text=True, timeout=LOAD_CHECK_TIMEOUT_S)
+        done = subprocess.run([sys.executable, "-c", _CHILD, str(PACKAGE_ROOT), str(path)],
+                              capture_output=True, text=True, errors="replace",
+                              timeout=LOAD_CHECK_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return f"opening it in a child process took more than {LOAD_CHECK_TIMEOUT_S} s"
     if done.returncode == 0:
         return None
-    lines = [line.strip() for line in done.stderr.splitlines()
-             if line.strip() and "XNNPACK delegate for CPU" not in line]
-    last = lines[-1] if lines else ""
+    last = last_stderr_line(done.stderr)
     if done.returncode < 0:
-        try:
-            name = signal.Signals(-done.returncode).name
-        except ValueError:
-            name = f"signal {-done.returncode}"
-        return f"the runtime crashed opening it ({name}{': ' + last if last else ''})"
+        return f"the runtime crashed opening it ({signal_name(done.returncode)}{': ' + last if last else ''})"
     return f"the runtime cannot open it: {last or f'exit status {done.returncode}'}"

@@ -32,6 +32,7 @@ CACHE_FILE_NAME = "checked-models.txt"
 PROBE_TIMEOUT_S = 120  # a damaged shape can make allocate_tensors stall; a sound chest film model opens in seconds
 _CLEAR_ERROR_EXIT = 3  # the child met an ordinary error: its last stderr line is the message
 _ADVICE = "re-export it with `xscreen export`, or get an undamaged copy of the file"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding this xscreen package
 # The child runs this module's main() with the parent's xscreen first on its path.
 _CHILD = "import sys; sys.path.insert(0, sys.argv[1]); from xscreen.runtime._probe import main; main(sys.argv[2:])"
 
@@ -80,8 +81,7 @@ def probe_model(path: Path, sha256: str, runtime: str, threads: int, backend: st
     """
     if already_checked(sha256, runtime):
         return
-    package_root = Path(__file__).resolve().parents[2]  # the folder holding this xscreen package
-    command = [sys.executable, "-c", _CHILD, str(package_root), str(path), str(threads), backend or ""]
+    command = [sys.executable, "-c", _CHILD, str(PACKAGE_ROOT), str(path), str(threads), backend or ""]
     env = {**os.environ, NO_PROBE_ENV: "1"}
     try:
         done = subprocess.run(command, capture_output=True, text=True, errors="replace", env=env,
@@ -93,14 +93,9 @@ def probe_model(path: Path, sha256: str, runtime: str, threads: int, backend: st
     if done.returncode == 0:
         remember_checked(sha256, runtime)
         return
-    lines = [line.strip() for line in done.stderr.splitlines()
-             if line.strip() and "XNNPACK delegate for CPU" not in line]
-    last = lines[-1] if lines else ""
+    last = last_stderr_line(done.stderr)
     if done.returncode < 0:
-        try:
-            name = signal.Signals(-done.returncode).name
-        except ValueError:
-            name = f"signal {-done.returncode}"
+        name = signal_name(done.returncode)
         verb = "aborted" if name == "SIGABRT" else "crashed"
         said = f": {last[:200]}" if last else ""  # e.g. "double free or corruption", when the runtime says why
         raise ModelContractError(f"{path}: the TFLite runtime {verb} ({name}{said}) while opening it in a check "
@@ -109,6 +104,21 @@ def probe_model(path: Path, sha256: str, runtime: str, threads: int, backend: st
         raise ModelContractError(last)
     # Anything else (an unexpected exception in the child): not a crash; this process opens the file itself
     # and says what is wrong in its own words. Not remembered, so checked again next time.
+
+
+def last_stderr_line(stderr: str) -> str:
+    """A child's last line on stderr that is not the TFLite runtime's XNNPACK banner ('' when none)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and "XNNPACK delegate for CPU" not in line]
+    return lines[-1] if lines else ""
+
+
+def signal_name(returncode: int) -> str:
+    """The name of the signal that killed a child with this (negative) return code, e.g. ``SIGABRT``."""
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
 
 def main(argv: list[str]) -> None:
     """The child: open the file, run a blank batch of 1 and of the pipeline's batch size; exit 0 when all ran."""
