@@ -56,6 +56,15 @@ def _vector(buf: bytes, table: int, field: int) -> tuple[int, int]:
     return vec + 4, _u32(buf, vec)
 
 
+def _string(buf: bytes, table: int, field: int) -> str | None:
+    """A string field of a table, or None when the field is absent."""
+    pos = _field_pos(buf, table, field)
+    if pos is None:
+        return None
+    at = _deref(buf, pos)
+    return buf[at + 4:at + 4 + _u32(buf, at)].decode("utf-8")
+
+
 def read_tflite_metadata(model: bytes) -> dict[str, bytes]:
     """All metadata entries of a TFLite model, name to raw bytes."""
     if len(model) < 8 or model[4:8] != b"TFL3":
@@ -67,12 +76,10 @@ def read_tflite_metadata(model: bytes) -> dict[str, bytes]:
         entries = {}
         for i in range(n_meta):
             entry = _deref(model, meta_start + 4 * i)
-            name_pos = _field_pos(model, entry, 0)
+            name = _string(model, entry, 0)
             buffer_pos = _field_pos(model, entry, 1)
-            if name_pos is None or buffer_pos is None:
+            if name is None or buffer_pos is None:
                 continue
-            name_at = _deref(model, name_pos)
-            name = model[name_at + 4:name_at + 4 + _u32(model, name_at)].decode("utf-8")
             index = _u32(model, buffer_pos)
             if index >= n_buffers:
                 raise TFLiteFormatError(f"metadata {name!r} points past the buffer table")
@@ -114,7 +121,7 @@ def replace_tflite_metadata(model: bytes, name: str, data: bytes) -> bytes:
             raise TFLiteFormatError("its weights are stored after the flatbuffer (a model over 2 GB)")
     meta_start, n_meta = _vector(model, root, _MODEL_METADATA)
     entries = [_deref(model, meta_start + 4 * i) for i in range(n_meta)]
-    kept = [entry for entry in entries if _entry_name(model, entry) != name]
+    kept = [entry for entry in entries if _string(model, entry, 0) != name]
 
     head = _Head(model[4:8])
     n_slots = max(n_fields, _MODEL_METADATA + 1)
@@ -211,11 +218,3 @@ class _Head:
         for slot, old_position in self.old_links:
             self.put_u32(slot, old_position + shift - slot)
         return bytes(self.bytes)
-
-
-def _entry_name(model: bytes, entry: int) -> str | None:
-    pos = _field_pos(model, entry, 0)
-    if pos is None:
-        return None
-    at = _deref(model, pos)
-    return model[at + 4:at + 4 + _u32(model, at)].decode("utf-8")

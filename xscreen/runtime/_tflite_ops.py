@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ._tflite_metadata import TFLiteFormatError, _deref, _field_pos, _u32, _vector
+from ._tflite_metadata import TFLiteFormatError, _deref, _field_pos, _string, _u32, _vector
 
 # XNNPACK's limit (its fully-connected and convolution operators return "unsupported parameter" at or above it).
 XNNPACK_MAX_REQUANTIZATION_SCALE = 256.0
@@ -83,7 +83,7 @@ def _weighted_ops(model: bytes) -> list[tuple[str, list[tuple[str, list[float]]]
                         inputs[0], inputs[1], outputs[0]) >= n_tensors:
                     raise TFLiteFormatError(f"a {_WEIGHTED_OPS[code]} op refers to tensors that do not exist")
                 tensors = [_deref(model, tensors_start + 4 * i) for i in (inputs[0], inputs[1], outputs[0])]
-                found.append((_WEIGHTED_OPS[code], [(_name(model, t), _scales(model, t)) for t in tensors]))
+                found.append((_WEIGHTED_OPS[code], [(_string(model, t, 3) or "", _scales(model, t)) for t in tensors]))
         return found
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise TFLiteFormatError(f"damaged TFLite flatbuffer: {exc}") from exc
@@ -118,11 +118,3 @@ def _scales(model: bytes, tensor: int) -> list[float]:
         return []
     start, n = _vector(model, _deref(model, quantization), 2)
     return list(struct.unpack_from(f"<{n}f", model, start)) if n else []
-
-
-def _name(model: bytes, tensor: int) -> str:
-    pos = _field_pos(model, tensor, 3)
-    if pos is None:
-        return ""
-    at = _deref(model, pos)
-    return model[at + 4:at + 4 + _u32(model, at)].decode("utf-8")
