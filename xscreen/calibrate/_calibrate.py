@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +78,7 @@ def calibrate_site(folder: str | os.PathLike, model: ScreeningModel, out: str | 
             f"at sensitivity {sensitivity:g} the site threshold flags {1 - specificity:.0%} of the "
             f"{meta.negative_label} films: the model does not separate this site's films well")
     record = _record(result, result["cross_validation"]["chosen"], model)
-    stored = SiteCalibration(calibration.checked, calibration.temperature, calibration.bias, calibration.head,
-                             calibration.feature_scale, calibration.log_floor, record).to_dict()
+    stored = replace(calibration, record=record).to_dict()
     new_meta = meta.with_updates(calibration=stored, schema_version=CALIBRATED_SCHEMA_VERSION,
                                  threshold=threshold.get("value", meta.threshold))
     out = Path(out)
