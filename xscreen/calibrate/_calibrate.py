@@ -22,7 +22,7 @@ from ..runtime._calibration import SiteCalibration
 from ..runtime._contract import CALIBRATED_SCHEMA_VERSION
 from ..runtime._metrics import choose_threshold
 from ..runtime._model_file import write_model_with_metadata
-from ._films import CalibrationError, SiteFilms, read_site_films
+from ._films import BATCH, CalibrationError, SiteFilms, read_site_films
 from ._fit import cross_validate, fit_calibration
 from ._report import BOOTSTRAP_RESAMPLES, evaluate, patient_resamples, write_report
 
@@ -222,5 +222,5 @@ def _difference(written: ScreeningModel, films: SiteFilms, stored: dict, model: 
     reference = SiteCalibration.from_dict(stored, model.labels, None if films.features is None
                                           else films.features.shape[1], model.path)
     expected = reference.apply(films.probabilities, films.features, model.labels)
-    got = np.concatenate([written.predict(films.pixels[i:i + 16]) for i in range(0, len(films.pixels), 16)])
+    got = np.concatenate([written.predict(films.pixels[i:i + BATCH]) for i in range(0, len(films.pixels), BATCH)])
     return float(np.abs(got - expected).max())
