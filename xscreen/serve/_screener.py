@@ -29,9 +29,17 @@ log = logging.getLogger("xscreen.serve")
 
 UID_COLUMNS = ("study_instance_uid", "series_instance_uid", "sop_instance_uid")
 IDENTIFIER_COLUMNS = ("patient_id", "accession_number")  # only with --keep-identifiers
-_HEADER_TAGS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "PatientID", "AccessionNumber")
+# column -> the DICOM keyword it is read from
+_HEADER_TAGS = dict(zip(UID_COLUMNS + IDENTIFIER_COLUMNS, ("StudyInstanceUID", "SeriesInstanceUID",
+                                                           "SOPInstanceUID", "PatientID", "AccessionNumber")))
 
 OnScreened = Callable[[list[ScreeningResult], list[dict[str, str]]], None]
+
+
+def row_columns(keep_identifiers: bool = False) -> tuple[str, ...]:
+    """The columns a row gets besides the runtime's: the UIDs, and patient ID and accession number with
+    ``keep_identifiers``."""
+    return UID_COLUMNS + IDENTIFIER_COLUMNS if keep_identifiers else UID_COLUMNS
 
 
 def instance_columns(path: str | os.PathLike, keep_identifiers: bool = False) -> dict[str, str]:
@@ -40,12 +48,10 @@ def instance_columns(path: str | os.PathLike, keep_identifiers: bool = False) ->
     import pydicom
 
     try:
-        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(_HEADER_TAGS))
+        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(_HEADER_TAGS.values()))
     except Exception:  # not DICOM (a PNG in a watched folder) or unreadable: the row says so elsewhere
         return {}
-    keys = _HEADER_TAGS if keep_identifiers else _HEADER_TAGS[:3]
-    columns = UID_COLUMNS + IDENTIFIER_COLUMNS if keep_identifiers else UID_COLUMNS
-    return {column: str(header.get(key, "") or "") for column, key in zip(columns, keys)}
+    return {column: str(header.get(_HEADER_TAGS[column], "") or "") for column in row_columns(keep_identifiers)}
 
 
 class ArrivalScreener:
@@ -63,7 +69,7 @@ class ArrivalScreener:
         self.model = model
         self.out = Path(out)
         self.keep_identifiers = keep_identifiers
-        self.columns = UID_COLUMNS + IDENTIFIER_COLUMNS if keep_identifiers else UID_COLUMNS
+        self.columns = row_columns(keep_identifiers)
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE
         self.workers = workers
         self.scope_check = scope_check
