@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._metrics import macro_f1_rows
+
 CLEAR_MARGIN = 0.05  # macro-F1 points an alternative must gain (and its bootstrap interval must exclude 0)
 MAX_PERMUTED_LABELS = 4  # up to 4! = 24 label orders are tried; with more labels, only the given order
 BOOTSTRAP_RESAMPLES = 1000
@@ -130,26 +132,14 @@ def check_assumptions(probabilities: Mapping[str, np.ndarray], true_labels: Sequ
 
 def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     """Mean F1 over the classes present, as ``classification_report`` computes it."""
-    return float(_macro_f1_batch(y_true[None], y_pred[None], n_classes)[0])
-
-
-def _macro_f1_batch(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Macro-F1 of each row of (B, N) label arrays."""
-    rows = np.arange(y_true.shape[0])[:, None]
-    matrix = np.zeros((y_true.shape[0], n_classes, n_classes))
-    np.add.at(matrix, (rows, y_true, y_pred), 1)
-    tp = np.diagonal(matrix, axis1=1, axis2=2)
-    actual, predicted = matrix.sum(axis=2), matrix.sum(axis=1)
-    f1 = np.divide(2 * tp, actual + predicted, out=np.zeros_like(tp), where=(actual + predicted) > 0)
-    present = actual > 0
-    return (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+    return float(macro_f1_rows(y_true[None], y_pred[None], n_classes)[0])
 
 
 def _paired_bootstrap(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n_classes: int,
                       seed: int) -> tuple[float, float]:
     """95 % percentile interval of macro-F1(a) - macro-F1(b), resampling the same films for both."""
     pick = np.random.default_rng(seed).integers(0, y_true.size, (BOOTSTRAP_RESAMPLES, y_true.size))
-    diff = (_macro_f1_batch(y_true[pick], pred_a[pick], n_classes)
-            - _macro_f1_batch(y_true[pick], pred_b[pick], n_classes))
+    diff = (macro_f1_rows(y_true[pick], pred_a[pick], n_classes)
+            - macro_f1_rows(y_true[pick], pred_b[pick], n_classes))
     low, high = np.percentile(diff, [2.5, 97.5])
     return float(low), float(high)

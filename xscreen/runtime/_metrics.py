@@ -18,6 +18,18 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return matrix
 
 
+def macro_f1_rows(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Macro-F1 (mean F1 over the classes present) of each row of ``(B, N)`` label arrays: ``(B,)``, for bootstraps."""
+    rows = np.arange(y_true.shape[0])[:, None]
+    matrix = np.zeros((y_true.shape[0], n_classes, n_classes))
+    np.add.at(matrix, (rows, y_true, y_pred), 1)
+    tp = np.diagonal(matrix, axis1=1, axis2=2)
+    actual, predicted = matrix.sum(axis=2), matrix.sum(axis=1)
+    f1 = np.divide(2 * tp, actual + predicted, out=np.zeros_like(tp), where=(actual + predicted) > 0)
+    present = actual > 0
+    return (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+
+
 def roc_auc(positive: np.ndarray, scores: np.ndarray) -> float | None:
     """Area under the ROC curve (Mann-Whitney U with tie correction); None with one class only."""
     positive = np.asarray(positive, bool)
