@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -98,12 +97,10 @@ def read_split_file(split_file: Path, data: Path | None = None) -> dict[Path, st
 
     The bundled model's split names files from the data pool's root (``cxr3/covid/x.jpg``): they are
     found beside ``data``, wherever the pool lies."""
+    bundled = Path(split_file).resolve() == BUNDLED_SPLIT.resolve() and data is not None
+    root = Path(data).resolve().parent if bundled else None
     try:
-        if Path(split_file).resolve() == BUNDLED_SPLIT.resolve() and data is not None:
-            root = Path(data).resolve().parent
-            with open(split_file, newline="") as fh:
-                return {(root / row["file"]).resolve(): row["split"] for row in csv.DictReader(fh)}
-        return {img.path: img.split for img in read_split_csv(split_file)}
+        return {img.path: img.split for img in read_split_csv(split_file, root)}
     except LabelledFolderError as exc:
         raise BenchError(str(exc)) from None
 

@@ -144,11 +144,11 @@ def read_labelled_folders(roots) -> list[LabelledImage]:
     ]
 
 
-def read_split_csv(split_file: str | os.PathLike) -> list[LabelledImage]:
+def read_split_csv(split_file: str | os.PathLike, root: str | os.PathLike | None = None) -> list[LabelledImage]:
     """The images of a ``split.csv`` (``file,label,group,split``, as ``xscreen train`` writes it).
 
-    Paths come back resolved; a relative path is taken from the current folder (where ``xscreen
-    train`` ran), else from the CSV's own folder.
+    Paths come back resolved; a relative path is taken from ``root`` when given, else from the current
+    folder (where ``xscreen train`` ran), else from the CSV's own folder.
     """
     split_file = Path(split_file)
     try:
@@ -161,7 +161,9 @@ def read_split_csv(split_file: str | os.PathLike) -> list[LabelledImage]:
     images = []
     for row in rows:
         path = Path(row["file"])
-        if not path.is_absolute() and not path.exists():
+        if root is not None:
+            path = Path(root) / path
+        elif not path.is_absolute() and not path.exists():
             path = split_file.parent / path
         images.append(LabelledImage(path.resolve(), row.get("label", ""), row.get("group", ""), row["split"],
                                     row.get("source", ""), row.get("population", "")))
