@@ -13,7 +13,6 @@ from ..runtime import ScreeningModel
 from ..runtime._backends import usable_cores
 from ..runtime._decode import DecodeError, decode_radiograph
 from ..runtime._labelled import LabelledFolderError, LabelledImage, read_labelled_folders
-from ..runtime._scope import scope_scores
 
 BATCH = 16
 
@@ -80,9 +79,7 @@ def site_films(images: list[LabelledImage], model: ScreeningModel) -> SiteFilms:
         as_is.append(probabilities if model.calibration is None
                      else model.calibration.apply(probabilities, z, model.labels))
     z = None if features[0] is None else np.concatenate(features)
-    scores = None
-    if model.has_scope:
-        scores = scope_scores(z, np.asarray(model.metadata.scope["class_means"], np.float32))
+    scores = model.scope_scores(z) if model.has_scope else None
     return SiteFilms(
         paths=[images[i].path for i in ok],
         y=np.array([model.labels.index(images[i].label) for i in ok]),

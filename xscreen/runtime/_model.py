@@ -162,6 +162,10 @@ class ScreeningModel:
         """A film whose scope score exceeds this is out of scope; None when the model has no scope check."""
         return float(self.metadata.scope["threshold"]) if self.has_scope else None
 
+    def scope_scores(self, features: np.ndarray) -> np.ndarray:
+        """The scope check's score ``(N,)`` of whitened pooled features ``(N, k)``; needs :attr:`has_scope`."""
+        return scope_scores(features, self._class_means)
+
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, len(labels))`` float32 for grey pixels ``(N, H, W, 1)`` uint8."""
         return self._probabilities(self._run(pixels), len(pixels))
@@ -180,7 +184,7 @@ class ScreeningModel:
         scope = scope_score = None
         if self._class_means is not None:
             scope = self._output(raw, "scope", n)
-            scope_score = scope_scores(scope, self._class_means)
+            scope_score = self.scope_scores(scope)
         return ModelOutputs(
             probabilities=self._probabilities(raw, n),
             cam=self._output(raw, "cam", n) if self.has_heatmaps else None,
