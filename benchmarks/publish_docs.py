@@ -84,7 +84,7 @@ def _recall(row: dict, label: str) -> tuple[float, int]:
 # ---- blocks shared by both docs -------------------------------------------------------------------
 
 def per_format_threshold(s: Sources) -> str:
-    keras, int8 = s.card["formats"]["keras"]["metrics"]["screening"]["threshold"], s.threshold("tflite-int8")
+    keras, int8 = s.threshold("keras"), s.threshold("tflite-int8")
     return (f"**Each format has its own thresholds.** Quantization moves probabilities, so every exported file gets "
             f"the flag threshold that meets the same validation target (abnormal sensitivity ≥ "
             f"{s.meta.extra['min_sensitivity']}): {int8:.3f} for the shipped int8 TFLite file, "
@@ -249,7 +249,7 @@ def data_summary(s: Sources) -> str:
 
 def training(s: Sources) -> str:
     t = s.card["training"]
-    keras = s.card["formats"]["keras"]["metrics"]["screening"]["threshold"]
+    keras = s.threshold("keras")
     return (f"Threshold chosen on validation for abnormal sensitivity ≥ {s.meta.extra['min_sensitivity']}: "
             f"**{keras:.4f}** for Keras; each exported format gets its own (below).\n\n"
             f"Training time on {t['cores']} CPU cores (wall clock, other jobs sharing them): {t['minutes_total']} min "

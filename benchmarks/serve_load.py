@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,50 +232,56 @@ def step_run(folder: Path, scratch: Path) -> dict:
             "films_per_s": summary.rows / summary.elapsed_s}
 
 
-def step_serve(films: list[Path], scratch: Path, associations: int) -> dict:
-    out, port = scratch / "serve.csv", free_port()
-    server = Server(scratch / "spool", out, port, scratch / "serve.log").start()
+@contextmanager
+def served(scratch: Path, name: str, spool: str):
+    """A fresh ``xscreen serve`` writing ``scratch/NAME.csv`` and a watcher of its rows; both stopped on exit.
+    Yields ``(port, watcher, server)``."""
+    out, port = scratch / f"{name}.csv", free_port()
+    server = Server(scratch / spool, out, port, scratch / f"{name}.log").start()
     watcher = RowWatcher(out)
     watcher.start()
-    acks: dict[str, float] = {}
-    started = time.monotonic()
     try:
-        stopped = send_films(port, films, associations, acks)
-        sent_s = time.monotonic() - started
-        while len(watcher.seen) < len(acks):
-            time.sleep(0.05)
-        elapsed = max(watcher.seen.values()) - started
-        peak = server.peak_rss_mb()
+        yield port, watcher, server
     finally:
         watcher.stop()
         server.stop()
+
+
+def _wait_for_rows(watcher: RowWatcher, acks: dict[str, float]) -> None:
+    while len(watcher.seen) < len(acks):
+        time.sleep(0.05)
+
+
+def _latency_percentiles(watcher: RowWatcher, acks: dict[str, float]) -> dict:
     latencies = sorted(watcher.seen[uid] - acks[uid] for uid in acks)
+    return {"latency_p50_s": statistics.median(latencies),
+            "latency_p95_s": latencies[int(0.95 * (len(latencies) - 1))]}
+
+
+def step_serve(films: list[Path], scratch: Path, associations: int) -> dict:
+    acks: dict[str, float] = {}
+    with served(scratch, "serve", "spool") as (port, watcher, server):
+        started = time.monotonic()
+        stopped = send_films(port, films, associations, acks)
+        sent_s = time.monotonic() - started
+        _wait_for_rows(watcher, acks)
+        elapsed = max(watcher.seen.values()) - started
+        peak = server.peak_rss_mb()
     return {"films": len(acks), "rows": len(watcher.rows), "elapsed_s": elapsed, "films_per_s": len(acks) / elapsed,
-            "sending_s": sent_s, "latency_p50_s": statistics.median(latencies),
-            "latency_p95_s": latencies[int(0.95 * (len(latencies) - 1))], "peak_rss_mb": peak,
+            "sending_s": sent_s, **_latency_percentiles(watcher, acks), "peak_rss_mb": peak,
             "not_acknowledged": len(films) - len(acks), "associations_stopped": stopped}
 
 
 def step_trickle(films: list[Path], scratch: Path, every_s: float) -> dict:
     """Films one at a time, ``every_s`` apart (an X-ray unit, not a burst): latency without a queue."""
-    out, port = scratch / "trickle.csv", free_port()
-    server = Server(scratch / "spool-trickle", out, port, scratch / "trickle.log").start()
-    watcher = RowWatcher(out)
-    watcher.start()
     acks: dict[str, float] = {}
-    try:
+    with served(scratch, "trickle", "spool-trickle") as (port, watcher, _server):
         for film in films:
             started = time.monotonic()
             send_films(port, [film], 1, acks)
             time.sleep(max(0.0, every_s - (time.monotonic() - started)))
-        while len(watcher.seen) < len(acks):
-            time.sleep(0.05)
-    finally:
-        watcher.stop()
-        server.stop()
-    latencies = sorted(watcher.seen[uid] - acks[uid] for uid in acks)
-    return {"films": len(acks), "every_s": every_s, "latency_p50_s": statistics.median(latencies),
-            "latency_p95_s": latencies[int(0.95 * (len(latencies) - 1))]}
+        _wait_for_rows(watcher, acks)
+    return {"films": len(acks), "every_s": every_s, **_latency_percentiles(watcher, acks)}
 
 
 def step_kill(films: list[Path], scratch: Path, associations: int) -> dict:
